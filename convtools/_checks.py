@@ -107,9 +107,9 @@ def check_matrix(name: str, value: object, shape: tuple[int | None, int | None] 
     if shape is not None:
         for axis, expected in enumerate(shape):
             if expected is not None and value.shape[axis] != expected:
-                wanted = tuple("*" if s is None else s for s in shape)
+                wanted = ", ".join("*" if s is None else str(s) for s in shape)
                 raise ValueError(
-                    f"{name} must have shape {wanted}, got shape {tuple(value.shape)}"
+                    f"{name} must have shape ({wanted}), got shape {tuple(value.shape)}"
                 )
     check_finite(name, value)
     return value
