@@ -34,6 +34,7 @@ from .solvers import (
     sqrt_inverse_psd,
 )
 from .statistics import (
+    CHUNK_ELEMENTS,
     KINDS,
     StatisticsAccumulator,
     n_full_to_tiny,
@@ -48,6 +49,7 @@ from .statistics import (
 )
 
 __all__ = [
+    "CHUNK_ELEMENTS",
     "KINDS",
     "METHODS",
     "StatisticsAccumulator",

@@ -16,10 +16,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_conv_pair, check_image, check_matrix, check_tensor
-from .geometry import conv_output_size, unfold_input, unfolded_pair
+from ._checks import (
+    check_conv_pair,
+    check_image,
+    check_matrix,
+    check_positive_int,
+    check_tensor,
+)
+from .geometry import conv_output_size, unfold_input
 
 __all__ = [
+    "CHUNK_ELEMENTS",
     "KINDS",
     "StatisticsAccumulator",
     "n_full_to_tiny",
@@ -111,16 +118,51 @@ def _tiny(x: torch.Tensor, conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d,
 
 
 def _full(x: torch.Tensor, conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d,
-          v_goal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    u = unfolded_pair(x, conv1, conv2)  # (n, A, E, M)
-    n, a, e, m = u.shape
-    u = u.reshape(n, a * e, m).transpose(0, 1).reshape(a * e, n * m)
-    v = v_goal.flatten(2).transpose(0, 1).reshape(v_goal.shape[1], n * m)
-    return u @ u.T, u @ v.T
+          v_goal: torch.Tensor, hw1: tuple[int, int], chunk_elements: int
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """S_full, N_full by unfolding B again, a chunk of samples or of output rows at a time.
+
+    X_F is never held whole: each chunk of X has at most about ``chunk_elements`` entries
+    (one output row of one sample at the least), so memory does not grow with the image.
+    """
+    b = unfold_input(x, conv1)  # (n, A, L)
+    n, a = b.shape[:2]
+    (kh, kw), (sh, _), (ph, pw), (dh, _) = (conv2.kernel_size, conv2.stride, conv2.padding,
+                                            conv2.dilation)
+    # conv2's zero padding applied once, so that bands of rows can be unfolded without it.
+    padded = F.pad(b.reshape(n, a, *hw1), (pw, pw, ph, ph))
+    h2, w2 = conv_output_size(hw1, conv2)
+    ae = a * kh * kw
+    per_row = ae * w2
+    samples = max(1, min(n, chunk_elements // (per_row * h2)))
+    rows = h2 if samples > 1 else max(1, min(h2, chunk_elements // per_row))
+    geometry = {"kernel_size": conv2.kernel_size, "dilation": conv2.dilation,
+                "stride": conv2.stride}
+    s = torch.zeros((ae, ae), dtype=b.dtype, device=b.device)
+    n_sum = torch.zeros((ae, v_goal.shape[1]), dtype=b.dtype, device=b.device)
+    for i0 in range(0, n, samples):
+        i1 = min(n, i0 + samples)
+        for r0 in range(0, h2, rows):
+            r1 = min(h2, r0 + rows)
+            band = padded[i0:i1, :, r0 * sh: (r1 - 1) * sh + dh * (kh - 1) + 1]
+            u = F.unfold(band, **geometry)  # (i1 - i0, A E, (r1 - r0) W[+1])
+            v = v_goal[i0:i1, :, r0:r1].flatten(2)
+            if i1 - i0 > 1:
+                u = u.transpose(0, 1).reshape(ae, -1)
+                v = v.transpose(0, 1).reshape(v.shape[1], -1)
+            else:
+                u, v = u[0], v[0]
+            s.addmm_(u, u.T)
+            n_sum.addmm_(u, v.T)
+    return s, n_sum
+
+
+CHUNK_ELEMENTS = 2**24
 
 
 def statistics(x: torch.Tensor, conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d,
-               v_goal: torch.Tensor, kind: str = "tiny") -> tuple[torch.Tensor, torch.Tensor]:
+               v_goal: torch.Tensor, kind: str = "tiny", *,
+               chunk_elements: int = CHUNK_ELEMENTS) -> tuple[torch.Tensor, torch.Tensor]:
     """Statistics S and N of one batch (sums over samples and positions).
 
     Parameters
@@ -133,6 +175,9 @@ def statistics(x: torch.Tensor, conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d,
         desired update of conv2's output, shape (n, C[+1], H[+1], W[+1])
     kind : {"tiny", "full"}
         which formulation (see the module docstring)
+    chunk_elements : int
+        full only: X is built a chunk of samples (or of conv2 output rows) at a time, each
+        chunk of about this many entries at most, so that memory stays bounded
 
     Returns
     -------
@@ -142,11 +187,12 @@ def statistics(x: torch.Tensor, conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d,
         (A, C[+1] E) for tiny, (A E, C[+1]) for full
     """
     kind = _check_kind(kind)
+    check_positive_int("chunk_elements", chunk_elements)
     hw1, v_goal = _check_goal(x, conv1, conv2, v_goal)
     with torch.no_grad():
         if kind == "tiny":
             return _tiny(x, conv1, conv2, v_goal, hw1)
-        return _full(x, conv1, conv2, v_goal)
+        return _full(x, conv1, conv2, v_goal, hw1, chunk_elements)
 
 
 class StatisticsAccumulator:

@@ -26,9 +26,10 @@ def test_statistics_equal_explicit_sums(case):
     s, n = ct.statistics(x, conv1, conv2, v, kind="tiny")
     torch.testing.assert_close(s, s_tiny)
     torch.testing.assert_close(n, n_tiny)
-    s, n = ct.statistics(x, conv1, conv2, v, kind="full")
-    torch.testing.assert_close(s, s_full)
-    torch.testing.assert_close(n, n_full)
+    for chunk in (1, 200, ct.CHUNK_ELEMENTS):  # one output row at a time ... whole batch
+        s, n = ct.statistics(x, conv1, conv2, v, kind="full", chunk_elements=chunk)
+        torch.testing.assert_close(s, s_full)
+        torch.testing.assert_close(n, n_full)
 
 
 @given(conv_pairs())
