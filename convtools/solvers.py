@@ -85,7 +85,8 @@ def solve_psd(s: torch.Tensor, rhs: torch.Tensor, rtol: float | None = None) -> 
     rhs : torch.Tensor
         shape (d,) or (d, t)
     rtol : float | None
-        relative eigenvalue cut-off; default ``d * eps`` of the working precision
+        relative eigenvalue cut-off; default ``d * eps`` of ``s``'s dtype (the precision S
+        was computed in: a float32 S carries float32 round-off in its null space)
 
     Returns
     -------
@@ -99,7 +100,7 @@ def solve_psd(s: torch.Tensor, rhs: torch.Tensor, rtol: float | None = None) -> 
                          f"s {tuple(s.shape)}, got {shape}")
     work_dtype = _work_dtype(s)
     if rtol is None:
-        rtol = s.shape[0] * torch.finfo(work_dtype).eps
+        rtol = s.shape[0] * torch.finfo(s.dtype).eps
     rtol = _check_threshold("rtol", rtol)
     work = s.to(work_dtype)
     eigenvalues, eigenvectors = torch.linalg.eigh((work + work.T) / 2)
@@ -316,6 +317,12 @@ def exact_neurons(
     tol = _check_threshold("tol", tol)
 
     work_dtype = _work_dtype(s_full)
+    input_eps = torch.finfo(s_full.dtype).eps
+
+    def solve(g: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+        # the cut-off follows the precision S_full was computed in, not the working one
+        return solve_psd(g, rhs, rtol=g.shape[0] * input_eps if rtol is None else rtol)
+
     s4 = s_full.to(work_dtype).reshape(a, e, a, e)
     s4 = (s4 + s4.permute(2, 3, 0, 1)) / 2
     s2 = s4.reshape(a * e, a * e)
@@ -336,13 +343,13 @@ def exact_neurons(
         # ω-step: Θ = (α ⊗ I_E) W, a quadratic in W (k E, C).
         g = torch.einsum("ak, aebf, bl -> kelf", alpha, s4, alpha)
         rhs = torch.einsum("ak, aec -> kec", alpha, n3)
-        w3 = solve_psd(g.reshape(k * e, k * e), rhs.reshape(k * e, c), rtol=rtol)
+        w3 = solve(g.reshape(k * e, k * e), rhs.reshape(k * e, c))
         w3 = w3.reshape(k, e, c)
         # α-step: a quadratic in α (A, k) with the Gram of ω folded into S.
         gram = torch.einsum("kec, lfc -> kelf", w3, w3)
         g = torch.einsum("aebf, kelf -> akbl", s4, gram)
         rhs = torch.einsum("aec, kec -> ak", n3, w3)
-        alpha = solve_psd(g.reshape(a * k, a * k), rhs.reshape(a * k), rtol=rtol)
+        alpha = solve(g.reshape(a * k, a * k), rhs.reshape(a * k))
         return alpha.reshape(a, k), w3
 
     def damped_gauss_newton(alpha: torch.Tensor, w3: torch.Tensor, current: float):

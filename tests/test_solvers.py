@@ -74,6 +74,17 @@ def test_solve_psd_is_right_on_rank_deficient_gram():
     torch.testing.assert_close(ct.solve_psd(x.T @ x, (x.T @ y)[:, 0]), w[:, 0])
 
 
+def test_solve_psd_cut_off_follows_the_precision_of_s():
+    # a float32 Gram of rank 20 in dimension 76: its null space holds float32 round-off,
+    # which a float64 cut-off would invert
+    g = torch.Generator().manual_seed(0)
+    b, y = torch.randn(20, 76, generator=g), torch.randn(20, 6, generator=g)
+    w = ct.solve_psd(b.T @ b, b.T @ y)
+    assert w.dtype == torch.float32
+    reference = torch.linalg.pinv(b.double()) @ y.double()
+    assert float((w.double() - reference).norm() / reference.norm()) < 1e-4
+
+
 def test_optimal_delta_recovers_a_planted_convolution():
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(3, 4, 3, stride=2, padding=1, dtype=F64)
