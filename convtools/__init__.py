@@ -3,9 +3,11 @@
 The helper package of the notebook collection: linearization of a pair of convolutions
 (:mod:`convtools.geometry`), the second-order statistics S and N
 (:mod:`convtools.statistics`), TINY's closed form and the exact solver
-(:mod:`convtools.solvers`), and the new layers (:mod:`convtools.layers`).
+(:mod:`convtools.solvers`), the new layers (:mod:`convtools.layers`), and the parameter
+checks, seeding and progress bars the notebooks share (:mod:`convtools.notebook`).
 """
 
+from . import notebook
 from .geometry import (
     apply_product_kernel,
     conv_output_size,
@@ -49,6 +51,7 @@ from .statistics import (
 )
 
 __all__ = [
+    "notebook",
     "CHUNK_ELEMENTS",
     "KINDS",
     "METHODS",
