@@ -149,6 +149,8 @@ def grow(
     statistical_threshold: float | None = None,
     max_iter: int = 500,
     tol: float = 1e-10,
+    restarts: int = 0,
+    generator: torch.Generator | None = None,
 ):
     """The k best new neurons between conv1 and conv2, as a pair of new layers.
 
@@ -179,6 +181,13 @@ def grow(
         singular-value cut-off; default 0 (every non-zero direction counts)
     max_iter, tol
         stopping rule of the exact solver (see :func:`convtools.exact_neurons`)
+    restarts : int
+        "exact" only: also run the solver from this many random starts (α drawn with
+        ``generator``) and keep the best end point. The objective is not convex in (α, ω):
+        from TINY's start the solver can stop in a local minimum, and a few restarts
+        usually escape it. Default 0: TINY's start only
+    generator : torch.Generator | None
+        random source of the restarts (on the CPU), for reproducible results
 
     Returns
     -------
@@ -191,6 +200,8 @@ def grow(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     check_positive_int("k", k)
+    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 0:
+        raise ValueError(f"restarts must be an int >= 0, got {restarts!r}")
     conv1, conv2 = check_conv_pair(conv1, conv2)
     e = kernel_positions(conv2)
     history = None
@@ -203,6 +214,13 @@ def grow(
             v_sq = check_image("v_goal", v_goal).detach().double().square().sum()
             alpha, omega, history = exact_neurons(
                 s_full, n_full, alpha, omega, max_iter=max_iter, tol=tol, v_sq_norm=v_sq)
+            for _ in range(restarts):
+                start = torch.randn(alpha.shape, dtype=torch.float64, generator=generator)
+                start = start.to(dtype=alpha.dtype, device=alpha.device)
+                candidate = exact_neurons(s_full, n_full, start, torch.zeros_like(omega),
+                                          max_iter=max_iter, tol=tol, v_sq_norm=v_sq)
+                if candidate[2][-1] < history[-1]:
+                    alpha, omega, history = candidate
     else:
         s_full, n_full = statistics(x, conv1, conv2, v_goal, kind="full")
         num, stat = _thresholds(s_full, numerical_threshold, statistical_threshold)

@@ -87,6 +87,18 @@ def test_grow_exact_never_worse_than_tiny_on_a_random_target():
     assert all(b <= a for a, b in zip(history, history[1:]))
 
 
+def test_grow_restarts_never_worse_and_reproducible():
+    x, conv1, conv2, v = planted_pair(k_true=2, n=6, hw=6)
+    v = v + 0.5 * torch.randn(v.shape, dtype=F64, generator=torch.Generator().manual_seed(2))
+    ends = []
+    for restarts, seed in ((0, 0), (3, 5), (3, 5)):
+        _, _, info = ct.grow(x, conv1, conv2, v, 2, method="exact", return_info=True,
+                             restarts=restarts, generator=torch.Generator().manual_seed(seed))
+        ends.append(info["history"][-1])
+    assert ends[1] <= ends[0]
+    assert ends[1] == ends[2]
+
+
 def test_grow_gives_fewer_channels_only_when_fewer_directions_exist():
     torch.manual_seed(0)
     conv1 = torch.nn.Conv2d(1, 3, 1, bias=False, dtype=F64)  # A = 1: one direction at most
@@ -104,6 +116,8 @@ def test_grow_bad_inputs():
         ct.grow(x, conv1, conv2, v, 2, method="svd")
     with pytest.raises(ValueError, match="k must be >= 1"):
         ct.grow(x, conv1, conv2, v, 0)
+    with pytest.raises(ValueError, match="restarts must be an int >= 0"):
+        ct.grow(x, conv1, conv2, v, 2, method="exact", restarts=-1)
     with pytest.raises(TypeError, match="k must be an int"):
         ct.grow(x, conv1, conv2, v, 2.0)
     with pytest.raises(ValueError, match="x must have 3 channels"):
