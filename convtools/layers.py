@@ -79,7 +79,7 @@ def refactor_full(alpha_full: torch.Tensor, omega_full: torch.Tensor, e: int, k:
 
     ``Θ = α_full ω_full`` (A E, C) has rank ≤ k' in its (A E) × C reading; channels count
     the rank of the (A) × (C E) reading, so Θ is re-read that way and truncated to its
-    k leading singular triplets (DESIGN §4.4). Kept to show why this fails.
+    k leading singular triplets (notebook 04). Kept to show why this fails.
 
     Parameters
     ----------

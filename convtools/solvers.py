@@ -76,7 +76,8 @@ def solve_psd(s: torch.Tensor, rhs: torch.Tensor, rtol: float | None = None) -> 
     This is the pseudo-inverse solve ``W = S⁺ rhs`` restricted to eigenvalues above
     ``rtol * λ_max``. It minimizes ``⟨W, S W⟩ − 2⟨rhs, W⟩`` exactly whenever rhs lies in the
     range of S (always the case for S = XᵀX, rhs = XᵀY). Unlike ``torch.linalg.lstsq``'s
-    default CPU driver (DESIGN §4.6) it is right on rank-deficient S, on every device.
+    default CPU driver (gelsy, which can return a wrong solution on such problems) it is
+    right on rank-deficient S, on every device.
 
     Parameters
     ----------
@@ -216,7 +217,7 @@ def project_goal(inp: torch.Tensor, conv: torch.nn.Conv2d, v_goal: torch.Tensor,
                  rtol: float | None = None) -> torch.Tensor:
     """``v_goal⊥ = v_goal − conv_{ΔW*}(inp)``: what the best update of conv leaves unexplained.
 
-    TINY fits new neurons to this projection (DESIGN §3), so that they add expressivity
+    TINY fits new neurons to this projection (notebook 06), so that they add expressivity
     instead of repeating a step on the existing weights.
 
     Parameters
@@ -244,6 +245,103 @@ def _objective(theta: torch.Tensor, s_full: torch.Tensor, n_full: torch.Tensor) 
     return float((theta * (s_full @ theta)).sum() - 2 * (n_full * theta).sum())
 
 
+def _variable_projection(s4, n2, alpha, w3, constant, relative, history, scale, max_iter,
+                         tol, solve):
+    """L-BFGS on ``g(α) = min_ω f(α, ω)`` (see :func:`exact_neurons`); appends to history.
+
+    s4: S_full as (A, E, A, E); n2: N_full (A E, C); alpha (A, k); w3: ω as (k, E, C);
+    relative: stop relative to the current objective (it is the squared residual);
+    solve(S, rhs): the PSD solve to use.
+    Returns the final (alpha, w3); history[-1] is their objective.
+    """
+    a, e = s4.shape[:2]
+    k, c = alpha.shape[1], n2.shape[1]
+    s_perm = s4.permute(0, 1, 3, 2).reshape(a * e * e, a)  # rows (a, e, f), columns b
+    n_perm = n2.reshape(a, e, c).permute(1, 2, 0).reshape(e * c, a)  # rows (e, c)
+
+    def reduced(alpha):
+        """g(α), its gradient and the optimal ω (as (k, E, C)) for this α."""
+        s_alpha = (s_perm @ alpha).reshape(a, e, e, k)  # [a, e, f, l]
+        gram = (alpha.T @ s_alpha.reshape(a, -1)).reshape(k, e, e, k)  # [k, e, f, l]
+        gram = gram.permute(0, 1, 3, 2).reshape(k * e, k * e)
+        rhs = (n_perm @ alpha).reshape(e, c, k).permute(2, 0, 1).reshape(k * e, c)
+        w = solve(gram, rhs).reshape(k, e, c)
+        theta = (alpha @ w.reshape(k, e * c)).reshape(a * e, c)
+        # S Θ = S (α ⊗ I) ω from S α: no second pass over S
+        s_theta = s_alpha.reshape(a * e, e * k) @ w.permute(1, 0, 2).reshape(e * k, c)
+        val = constant + float((theta * s_theta).sum() - 2 * (n2 * theta).sum())
+        grad = 2 * (s_theta - n2).reshape(a, e * c) @ w.reshape(k, e * c).T
+        return val, grad, w
+
+    current, grad, w_new = reduced(alpha)
+    if not current <= history[-1]:  # the ω-solve alone; refused only through rounding
+        return alpha, w3
+    w3 = w_new
+    history.append(current)
+    memory: list[tuple[torch.Tensor, torch.Tensor, float]] = []
+    small = 0
+    for _ in range(max_iter):
+        # two-loop recursion: direction = -H grad, H the L-BFGS inverse-Hessian estimate
+        q = grad.clone()
+        coefs = []
+        for s_k, y_k, rho in reversed(memory):
+            coef = rho * float((s_k * q).sum())
+            q -= coef * y_k
+            coefs.append(coef)
+        if memory:
+            s_k, y_k, _ = memory[-1]
+            q *= float((s_k * y_k).sum() / (y_k * y_k).sum())
+        else:  # steepest descent with a step of 1 % of α
+            q *= 1e-2 * float(alpha.norm()) / max(float(grad.norm()), 1e-300)
+        for (s_k, y_k, rho), coef in zip(memory, reversed(coefs)):
+            q += (coef - rho * float((y_k * q).sum())) * s_k
+        direction = -q
+        slope = float((grad * direction).sum())
+        if not slope < 0:
+            if not memory:
+                break
+            memory.clear()
+            continue
+        step, accepted = 1.0, None
+        for _ in range(40):
+            trial = alpha + step * direction
+            t_val, t_grad, t_w = reduced(trial)
+            if t_val <= current + 1e-4 * step * slope and t_val <= current:
+                accepted = (trial, t_val, t_grad, t_w)
+                break
+            step *= 0.5
+        if accepted is None:
+            if not memory:
+                break
+            memory.clear()  # retry once from steepest descent
+            continue
+        trial, t_val, t_grad, t_w = accepted
+        s_k, y_k = trial - alpha, t_grad - grad
+        sy = float((s_k * y_k).sum())
+        if sy > 1e-12 * float(s_k.norm()) * float(y_k.norm()):
+            memory.append((s_k, y_k, 1.0 / sy))
+            if len(memory) > 30:
+                memory.pop(0)
+        improvement = current - t_val
+        alpha, current, grad, w3 = trial, t_val, t_grad, t_w
+        history.append(current)
+        if len(history) % 50 == 0:  # g depends on the span of α only: keep α conditioned
+            q_alpha, r_alpha = torch.linalg.qr(alpha)
+            if torch.linalg.cond(r_alpha) > 1e4:
+                q_val, q_grad, q_w = reduced(q_alpha)
+                if q_val <= current:
+                    alpha, current, grad, w3 = q_alpha, q_val, q_grad, q_w
+                    history[-1] = current
+                    memory.clear()
+        # relative to the objective when it is the squared residual (it tends to 0 on an
+        # exactly representable target), else to the scale of the start
+        level = min(scale, max(current, 0.0)) if relative else scale
+        small = small + 1 if improvement <= tol * max(level, 1e-300) else 0
+        if small >= 2:
+            break
+    return alpha, w3
+
+
 def exact_neurons(
     s_full: torch.Tensor,
     n_full: torch.Tensor,
@@ -253,20 +351,25 @@ def exact_neurons(
     tol: float = 1e-10,
     v_sq_norm: float | torch.Tensor | None = None,
     rtol: float | None = None,
-    newton_size: int = 3000,
+    newton_size: int = 600,
 ) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
-    """The exact k-channel optimum by alternating least squares on the true objective.
+    """The exact k-channel optimum of the true objective, from S_full and N_full alone.
 
     Minimizes ``f(α, ω) = ‖v‖² − 2⟨N_full, Θ⟩ + ⟨Θ, S_full Θ⟩`` with
-    ``Θ[a, e, c] = Σ_k α[a, k] ω[k, c E + e]`` (DESIGN §4.7). With α fixed, f is a quadratic
+    ``Θ[a, e, c] = Σ_k α[a, k] ω[k, c E + e]`` (notebook 04). With α fixed, f is a quadratic
     in ω; with ω fixed, a quadratic in α: each half-step is one PSD solve
-    (:func:`solve_psd`, robust to the singular S_full of DESIGN §4.5) built from S_full and
+    (:func:`solve_psd`, robust to the singular S_full, notebook 04) built from S_full and
     N_full alone. Each half-step is an exact block minimization, so f never increases.
     Alternating steps can crawl along narrow valleys; while the problem is small enough
     (``newton_size``) each iteration is instead a damped Gauss-Newton step on (α, ω)
     jointly (Θ linearized, the quadratic objective minimized exactly), taken only if it
-    decreases f, with an alternating sweep as fallback. Any step that does not decrease f
-    is refused and the iteration stops: the result is never worse than the start.
+    decreases f, with an alternating sweep as fallback. Larger problems use variable
+    projection instead: ω is eliminated (its optimum for fixed α is one PSD solve of size
+    k E) and the reduced objective ``g(α) = min_ω f(α, ω)``, whose gradient is
+    ``2 (S_full Θ − N_full) ωᵀ`` at the optimal ω, is minimized by L-BFGS with a
+    backtracking line search: one product with S_full per step, and none of the slow
+    zig-zag of alternating sweeps along the valleys of f. Any step that does not decrease
+    f is refused and the iteration stops: the result is never worse than the start.
 
     Parameters
     ----------
@@ -291,7 +394,7 @@ def exact_neurons(
     newton_size : int
         use damped Gauss-Newton iterations while the number of unknowns
         ``A k + k E C`` is at most this (their linear system is that size); larger
-        problems use alternating least squares only
+        problems use variable projection with L-BFGS
 
     Returns
     -------
@@ -390,9 +493,12 @@ def exact_neurons(
     scale = abs(constant) if v_sq_norm is not None else abs(history[0])
     scale = scale if scale > 0 else 1.0
     use_newton = a * k + k * e * c <= newton_size
+    if not use_newton:
+        alpha, w3 = _variable_projection(s4, n2, alpha, w3, constant, v_sq_norm is not None,
+                                         history, scale, max_iter, tol, solve)
     damping = 1e-6
-    for _ in range(max_iter):
-        step = damped_gauss_newton(alpha, w3, history[-1]) if use_newton else None
+    for _ in range(max_iter if use_newton else 0):
+        step = damped_gauss_newton(alpha, w3, history[-1])
         if step is None:
             alpha_new, w3_new = als_sweep(alpha, w3)
             current = value(alpha_new, w3_new)

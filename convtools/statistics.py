@@ -1,12 +1,13 @@
 """Second-order statistics S and N of the conv-to-conv growth problem.
 
-Two formulations (DESIGN §3), both sums over samples and positions (not means):
+Two formulations (notebook 03), both sums over samples and positions (not means):
 
 - ``kind="tiny"`` (TINY / gromo): ``S_tiny = Σ_{i,m,e} X[i,m,:,e] X[i,m,:,e]ᵀ`` of shape
   (A, A) and ``N_tiny[a, c E + e] = Σ_{i,m} X[i,m,a,e] v[i,c,m]`` of shape (A, C[+1] E).
   Neither T nor X is built: ``S_tiny = Σ_i B_i diag(c) B_iᵀ`` where ``c(l)`` counts the
   reads of intermediate position l by conv2, and ``N_tiny`` is conv2's weight gradient
-  with B, viewed as an A-channel image, as input (DESIGN §4.8).
+  with B, viewed as an A-channel image, as input; both are computed as sums
+  of row-shifted products (see ``_tiny``).
 - ``kind="full"`` (full linearization): ``S_full = X_Fᵀ X_F`` of shape (A E, A E) and
   ``N_full = X_Fᵀ Y_F`` of shape (A E, C[+1]), rows and columns indexed ``a E + e``.
 """
@@ -23,7 +24,7 @@ from ._checks import (
     check_positive_int,
     check_tensor,
 )
-from .geometry import conv_output_size, unfold_input
+from .geometry import conv_output_size
 
 __all__ = [
     "CHUNK_ELEMENTS",
@@ -99,65 +100,265 @@ def read_counts(input_hw: tuple[int, int], conv: torch.nn.Conv2d,
     return F.fold(F.unfold(ones, **geometry), output_size=input_hw, **geometry).flatten()
 
 
+# S and N are sums over rows of products of two "row-stacked" matrices: the kernel rows of
+# a convolution only shift the row index of an input that is unfolded along the width
+# alone. Pairs of kernel rows with the same shift share one product over the rows common to
+# all of them, and only a few border rows differ. Temporaries are strided copies of (padded)
+# x and v_goal, a band of samples and rows at a time, none larger than ``chunk_elements``
+# entries: neither T nor X (nor B for a whole batch) ever exists, and small buffers are
+# reused by the allocator instead of being mapped afresh at every call.
+
+
+def _geometry_of(conv: torch.nn.Conv2d) -> tuple[int, ...]:
+    return (*conv.kernel_size, *conv.dilation, *conv.stride, *conv.padding)
+
+
+def _runs(values: list) -> list[tuple[int, int, float]]:
+    """Maximal runs ``(r0, r1, value)`` of equal entries of a list."""
+    out, r0 = [], 0
+    for r in range(1, len(values) + 1):
+        if r == len(values) or values[r] != values[r0]:
+            out.append((r0, r, values[r0]))
+            r0 = r
+    return out
+
+
+def _row_products(p: torch.Tensor, q: torch.Tensor, pairs: list[tuple[int, int]],
+                  n_rows: int, sp: int, sq: int, out: dict,
+                  weight: list | None = None) -> None:
+    """``out[(a, b)] += Σ_{r < n_rows} w[r] P[:, r sp + a] Q[:, r sq + b]ᵀ`` for each pair.
+
+    P (dp, RP, K) and Q (dq, RQ, K) hold rows in dim 1, contiguous with dim 2, so that a
+    range of rows is a (d, rows K) matrix view. ``weight``: None (all 1) or n_rows numbers,
+    constant over long runs. With unit strides, pairs of equal shift ``b - a`` share one
+    product over the rows common to all of them (the core), plus a few border rows each.
+    """
+    def rows(t: torch.Tensor, lo: int, hi: int, step: int = 1) -> torch.Tensor:
+        return t[:, lo:hi:step].reshape(t.shape[0], -1)  # a view when step == 1
+
+    runs = [(0, n_rows, 1.0)] if weight is None else _runs(weight)
+    if sp == 1 and sq == 1:
+        groups: dict = {}
+        for a, b in pairs:
+            groups.setdefault(b - a, []).append(a)
+        for d, starts in groups.items():
+            lo_a, hi_a = min(starts), max(starts)
+            for r0, r1, w in runs:
+                if w == 0:
+                    continue
+                lo, hi = r0 + hi_a, r1 + lo_a  # P rows used by every pair of the group
+                share = len(starts) > 1 and hi - lo >= 2 * (hi_a - lo_a)
+                core = rows(p, lo, hi) @ rows(q, lo + d, hi + d).T if share else None
+                for a in starts:
+                    acc = out[(a, a + d)]
+                    if share:
+                        acc.add_(core, alpha=w)
+                        segments = ((r0 + a, lo), (hi, r1 + a))
+                    else:
+                        segments = ((r0 + a, r1 + a),)
+                    for s0, s1 in segments:
+                        if s1 > s0:
+                            acc.addmm_(rows(p, s0, s1), rows(q, s0 + d, s1 + d).T, alpha=w)
+        return
+    taken: dict = {}
+    for r0, r1, w in runs:
+        if w == 0:
+            continue
+        for a, b in pairs:
+            if ("p", a, r0) not in taken:
+                taken[("p", a, r0)] = rows(p, r0 * sp + a, (r1 - 1) * sp + a + 1, sp)
+            if ("q", b, r0) not in taken:
+                taken[("q", b, r0)] = rows(q, r0 * sq + b, (r1 - 1) * sq + b + 1, sq)
+            out[(a, b)].addmm_(taken[("p", a, r0)], taken[("q", b, r0)].T, alpha=w)
+
+
+def _reads_1d(n_in: int, k: int, d: int, s: int, pad: int, n_out: int) -> list[int]:
+    """Along one axis: how many (output, kernel) index pairs read input index l."""
+    counts = [0] * n_in
+    for r in range(n_out):
+        for u in range(k):
+            index = r * s - pad + d * u
+            if 0 <= index < n_in:
+                counts[index] += 1
+    return counts
+
+
+def _width_unfold(dst: torch.Tensor, src: torch.Tensor, kw: int, dw: int, sw: int,
+                  row0: int) -> None:
+    """``dst[ch, w, p, i, t] = src[i, ch, row0 + p, t sw + w dw]``, src (n, ch, R, W)."""
+    s0, s1, s2, s3 = src.stride()
+    dst.copy_(src.as_strided(dst.shape, (s1, dw * s3, s2, s0, sw * s3),
+                             src.storage_offset() + row0 * s2))
+
+
+def _band_plan(n: int, per_sample_row: int, n_rows: int, halo: int, budget: int
+               ) -> tuple[int, int]:
+    """(samples per band, rows per band) so that a band has at most about ``budget`` entries."""
+    per_sample = per_sample_row * (n_rows + halo)
+    if per_sample <= budget:
+        return max(1, min(n, budget // per_sample)), n_rows
+    return 1, max(1, budget // per_sample_row - halo)
+
+
 def _tiny(x: torch.Tensor, conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d,
-          v_goal: torch.Tensor, hw1: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    b = unfold_input(x, conv1)  # (n, A, L)
-    n, a, _ = b.shape
-    counts = read_counts(hw1, conv2, dtype=b.dtype, device=b.device)
-    weighted = b * counts.sqrt()
-    s = torch.einsum("ial, ibl -> ab", weighted, weighted)
-    grad = torch.nn.grad.conv2d_weight(
-        b.reshape(n, a, *hw1),
-        (conv2.out_channels, a, *conv2.kernel_size),
-        v_goal,
-        stride=conv2.stride,
-        padding=conv2.padding,
-        dilation=conv2.dilation,
-    )  # (C[+1], A, kh, kw)
-    return s, grad.permute(1, 0, 2, 3).reshape(a, -1)
+          v_goal: torch.Tensor, hw1: tuple[int, int], chunk_elements: int
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """S_tiny = Σ_l c(l) B[:, l] B[:, l]ᵀ and N_tiny = Σ_l B[:, l] U[:, l]ᵀ by row products.
+
+    ``B[(c, u, w), q, t] = x̃[c, q s + d u, t s' + d' w]`` (x̃: x with conv1's padding): x
+    unfolded along the width alone (channels (c, w)), the kernel row u only shifting the
+    row. ``U[(c, e'), l] = v_goal[c, m]`` for the output position m that reads l with
+    kernel position e (e' = E − 1 − e): v_goal placed on conv1's output grid and unfolded
+    with conv2's kernel, which is a row shift again. The read counts factor,
+    ``c(q, t) = c_rows(q) c_cols(t)``: √c_cols weighs both sides of S (and 1/√c_cols the U
+    side of N, U vanishing where c does), c_rows is constant on long runs of rows.
+    """
+    kh1, kw1, dh1, dw1, sh1, sw1, ph1, pw1 = _geometry_of(conv1)
+    kh2, kw2, dh2, dw2, sh2, sw2, ph2, pw2 = _geometry_of(conv2)
+    n, c0 = x.shape[:2]
+    h1, w1 = hw1
+    h2, w2 = conv_output_size(hw1, conv2)
+    c2 = conv2.out_channels
+    bias = conv1.bias is not None
+    kind = {"dtype": x.dtype, "device": x.device}
+    reads_rows = _reads_1d(h1, kh2, dh2, sh2, ph2, h2)
+    reads_cols = torch.tensor(_reads_1d(w1, kw2, dw2, sw2, pw2, w2), **kind)
+    root = reads_cols.sqrt()
+    inv_root = torch.where(reads_cols > 0, 1 / root.clamp_min(1e-30), torch.zeros_like(root))
+    padded = F.pad(x, (pw1, pw1, ph1, ph1)) if (ph1 or pw1) else x
+    # v_goal on conv1's output grid: up[c, m_r sh2 + top, m_s sw2 + left] = v_goal[c, m], so
+    # that U[(c, u', w'), q, t] = up[c, q + dh2 u', t + dw2 w'], (u', w') = (kh2-1-u, kw2-1-w)
+    top, left = dh2 * (kh2 - 1) - ph2, dw2 * (kw2 - 1) - pw2
+    hv, wv = h1 + dh2 * (kh2 - 1), w1 + dw2 * (kw2 - 1)
+    if sh2 == 1 and sw2 == 1:  # a pad (or a crop, where conv2 reads only padding)
+        up = F.pad(v_goal, (left, wv - w2 - left, top, hv - h2 - top))
+    else:
+        up = torch.zeros((n, c2, hv, wv), **kind)
+        rr = torch.arange(h2, device=x.device) * sh2 + top
+        cc = torch.arange(w2, device=x.device) * sw2 + left
+        keep_r, keep_c = (rr >= 0) & (rr < hv), (cc >= 0) & (cc < wv)
+        up[:, :, rr[keep_r][:, None], cc[keep_c][None, :]] = (
+            v_goal[:, :, keep_r][:, :, :, keep_c])
+    dx = c0 * kw1 + bias  # x unfolded along the width, plus a constant channel for the bias
+    dv = c2 * kw2
+    halo = max(dh1 * (kh1 - 1), dh2 * (kh2 - 1))
+    samples, band = _band_plan(n, (dx * sh1 + dv) * w1, h1, halo, chunk_elements)
+    s_pairs = [(dh1 * u, dh1 * u2) for u in range(kh1) for u2 in range(u, kh1)]
+    n_pairs = [(dh1 * u, dh2 * u2) for u in range(kh1) for u2 in range(kh2)]
+    s_blocks = {pair: torch.zeros((dx, dx), **kind) for pair in s_pairs}
+    n_blocks = {pair: torch.zeros((dx, dv), **kind) for pair in n_pairs}
+    for i0 in range(0, n, samples):
+        i1 = min(n, i0 + samples)
+        for q0 in range(0, h1, band):
+            q1 = min(h1, q0 + band)
+            x_rows = (q1 - q0 - 1) * sh1 + dh1 * (kh1 - 1) + 1
+            xw = torch.empty((dx, x_rows, i1 - i0, w1), **kind)
+            _width_unfold(xw[: c0 * kw1].unflatten(0, (c0, kw1)), padded[i0:i1], kw1, dw1,
+                          sw1, q0 * sh1)
+            if bias:
+                xw[-1].fill_(1)
+            xw.mul_(root)
+            v_rows = q1 - q0 + dh2 * (kh2 - 1)
+            vw = torch.empty((dv, v_rows, i1 - i0, w1), **kind)
+            _width_unfold(vw.unflatten(0, (c2, kw2)), up[i0:i1], kw2, dw2, 1, q0)
+            vw.mul_(inv_root)
+            xw, vw = xw.flatten(2), vw.flatten(2)
+            _row_products(xw, xw, s_pairs, q1 - q0, sh1, sh1, s_blocks, reads_rows[q0:q1])
+            _row_products(xw, vw, n_pairs, q1 - q0, sh1, 1, n_blocks)
+    # S (A, A) with a = (c, u, w), the bias last; N (A, C[+1] E) with column c E + e.
+    a_main = c0 * kh1 * kw1
+    s = torch.empty((a_main + bias, a_main + bias), **kind)
+    s6 = s[:a_main, :a_main].view(c0, kh1, kw1, c0, kh1, kw1)
+    for u in range(kh1):
+        for u2 in range(u, kh1):
+            block = s_blocks[(dh1 * u, dh1 * u2)][: c0 * kw1, : c0 * kw1]
+            block = block.reshape(c0, kw1, c0, kw1)
+            s6[:, u, :, :, u2, :] = block
+            if u2 != u:
+                s6[:, u2, :, :, u, :] = block.permute(2, 3, 0, 1)
+    if bias:
+        for u in range(kh1):
+            row = s_blocks[(0, dh1 * u)][-1, : c0 * kw1].reshape(c0, kw1)
+            s[-1, :a_main].view(c0, kh1, kw1)[:, u] = row
+        s[:a_main, -1] = s[-1, :a_main]
+        s[-1, -1] = s_blocks[(0, 0)][-1, -1]
+    n_out = torch.empty((a_main + bias, c2, kh2, kw2), **kind)
+    n6 = n_out[:a_main].view(c0, kh1, kw1, c2, kh2, kw2)
+    for u in range(kh1):
+        for u2 in range(kh2):
+            block = n_blocks[(dh1 * u, dh2 * u2)]
+            n6[:, u, :, :, kh2 - 1 - u2, :] = block[: c0 * kw1].reshape(c0, kw1, c2, kw2).flip(-1)
+            if bias and u == 0:
+                n_out[-1, :, kh2 - 1 - u2, :] = block[-1].reshape(c2, kw2).flip(-1)
+    return s, n_out.reshape(a_main + bias, c2 * kh2 * kw2)
 
 
 def _full(x: torch.Tensor, conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d,
           v_goal: torch.Tensor, hw1: tuple[int, int], chunk_elements: int
           ) -> tuple[torch.Tensor, torch.Tensor]:
-    """S_full, N_full by unfolding B again, a chunk of samples or of output rows at a time.
+    """S_full, N_full by row products of B unfolded along the width with conv2's kernel.
 
-    X_F is never held whole: each chunk of X has at most about ``chunk_elements`` entries
-    (one output row of one sample at the least), so memory does not grow with the image.
+    With R[(a, w), p, t] = B̃[a, p, t s' + d' w] (B̃: B with conv2's zero padding),
+    ``S_full[(a, u, w), (a', u', w')] = Σ_r R[(a, w), r s + d u] R[(a', w'), r s + d u']`` and
+    ``N_full[(a, u, w), c] = Σ_r R[(a, w), r s + d u] v[c, r]`` (sums also over samples and
+    columns). B and R are built a band of samples and output rows at a time.
     """
-    b = unfold_input(x, conv1)  # (n, A, L)
-    n, a = b.shape[:2]
-    (kh, kw), (sh, _), (ph, pw), (dh, _) = (conv2.kernel_size, conv2.stride, conv2.padding,
-                                            conv2.dilation)
-    # conv2's zero padding applied once, so that bands of rows can be unfolded without it.
-    padded = F.pad(b.reshape(n, a, *hw1), (pw, pw, ph, ph))
+    kh1, kw1, dh1, dw1, sh1, sw1, ph1, pw1 = _geometry_of(conv1)
+    kh2, kw2, dh2, dw2, sh2, sw2, ph2, pw2 = _geometry_of(conv2)
+    n, c0 = x.shape[:2]
+    h1, w1 = hw1
     h2, w2 = conv_output_size(hw1, conv2)
-    ae = a * kh * kw
-    per_row = ae * w2
-    samples = max(1, min(n, chunk_elements // (per_row * h2)))
-    rows = h2 if samples > 1 else max(1, min(h2, chunk_elements // per_row))
-    geometry = {"kernel_size": conv2.kernel_size, "dilation": conv2.dilation,
-                "stride": conv2.stride}
-    s = torch.zeros((ae, ae), dtype=b.dtype, device=b.device)
-    n_sum = torch.zeros((ae, v_goal.shape[1]), dtype=b.dtype, device=b.device)
+    c2 = conv2.out_channels
+    bias = conv1.bias is not None
+    kind = {"dtype": x.dtype, "device": x.device}
+    a = c0 * kh1 * kw1 + bias
+    d2 = a * kw2
+    padded = F.pad(x, (pw1, pw1, ph1, ph1)) if (ph1 or pw1) else x
+    halo = dh2 * (kh2 - 1)
+    samples, band = _band_plan(n, (d2 + a) * w2 * sh2, h2, halo, chunk_elements)
+    s_pairs = [(dh2 * u, dh2 * u2) for u in range(kh2) for u2 in range(u, kh2)]
+    n_pairs = [(dh2 * u, 0) for u in range(kh2)]
+    s_blocks = {pair: torch.zeros((d2, d2), **kind) for pair in s_pairs}
+    n_blocks = {pair: torch.zeros((d2, c2), **kind) for pair in n_pairs}
     for i0 in range(0, n, samples):
         i1 = min(n, i0 + samples)
-        for r0 in range(0, h2, rows):
-            r1 = min(h2, r0 + rows)
-            band = padded[i0:i1, :, r0 * sh: (r1 - 1) * sh + dh * (kh - 1) + 1]
-            u = F.unfold(band, **geometry)  # (i1 - i0, A E, (r1 - r0) W[+1])
-            v = v_goal[i0:i1, :, r0:r1].flatten(2)
-            if i1 - i0 > 1:
-                u = u.transpose(0, 1).reshape(ae, -1)
-                v = v.transpose(0, 1).reshape(v.shape[1], -1)
-            else:
-                u, v = u[0], v[0]
-            s.addmm_(u, u.T)
-            n_sum.addmm_(u, v.T)
-    return s, n_sum
+        for r0 in range(0, h2, band):
+            r1 = min(h2, r0 + band)
+            p0, p1 = r0 * sh2, (r1 - 1) * sh2 + halo + 1  # rows of B̃ read by the band
+            q0, q1 = max(0, p0 - ph2), min(h1, p1 - ph2)  # of which inside B
+            b = torch.zeros((i1 - i0, a, p1 - p0, w1 + 2 * pw2), **kind)
+            if q1 > q0:
+                inner = b[:, :, q0 + ph2 - p0: q1 + ph2 - p0, pw2: pw2 + w1]
+                s0, s1, s2, s3 = padded.stride()
+                source = padded.as_strided(
+                    (i1 - i0, c0, kh1, kw1, q1 - q0, w1),
+                    (s0, s1, dh1 * s2, dw1 * s3, sh1 * s2, sw1 * s3),
+                    padded.storage_offset() + i0 * s0 + q0 * sh1 * s2)
+                inner[:, : c0 * kh1 * kw1].unflatten(1, (c0, kh1, kw1)).copy_(source)
+                if bias:
+                    inner[:, -1].fill_(1)
+            r = torch.empty((a, kw2, p1 - p0, i1 - i0, w2), **kind)
+            _width_unfold(r, b, kw2, dw2, sw2, 0)
+            del b
+            r = r.reshape(d2, p1 - p0, -1)
+            v = v_goal[i0:i1, :, r0:r1].permute(1, 2, 0, 3).reshape(c2, r1 - r0, -1)
+            _row_products(r, r, s_pairs, r1 - r0, sh2, sh2, s_blocks)
+            _row_products(r, v, n_pairs, r1 - r0, sh2, 1, n_blocks)
+    e = kh2 * kw2
+    s6 = torch.empty((a, kh2, kw2, a, kh2, kw2), **kind)
+    for u in range(kh2):
+        for u2 in range(u, kh2):
+            block = s_blocks[(dh2 * u, dh2 * u2)].reshape(a, kw2, a, kw2)
+            s6[:, u, :, :, u2, :] = block
+            if u2 != u:
+                s6[:, u2, :, :, u, :] = block.permute(2, 3, 0, 1)
+    n4 = torch.empty((a, kh2, kw2, c2), **kind)
+    for u in range(kh2):
+        n4[:, u] = n_blocks[(dh2 * u, 0)].reshape(a, kw2, c2)
+    return s6.reshape(a * e, a * e), n4.reshape(a * e, c2)
 
 
-CHUNK_ELEMENTS = 2**24
+CHUNK_ELEMENTS = 2**22
 
 
 def statistics(x: torch.Tensor, conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d,
@@ -176,8 +377,9 @@ def statistics(x: torch.Tensor, conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d,
     kind : {"tiny", "full"}
         which formulation (see the module docstring)
     chunk_elements : int
-        full only: X is built a chunk of samples (or of conv2 output rows) at a time, each
-        chunk of about this many entries at most, so that memory stays bounded
+        the unfolded inputs are built a band of samples (or of rows) at a time, each band
+        of about this many entries at most, so that memory stays bounded (and small
+        buffers are reused instead of being mapped afresh)
 
     Returns
     -------
@@ -191,7 +393,7 @@ def statistics(x: torch.Tensor, conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d,
     hw1, v_goal = _check_goal(x, conv1, conv2, v_goal)
     with torch.no_grad():
         if kind == "tiny":
-            return _tiny(x, conv1, conv2, v_goal, hw1)
+            return _tiny(x, conv1, conv2, v_goal, hw1, chunk_elements)
         return _full(x, conv1, conv2, v_goal, hw1, chunk_elements)
 
 
@@ -280,7 +482,7 @@ class StatisticsAccumulator:
 
 
 def n_full_to_tiny(n_full: torch.Tensor, e: int) -> torch.Tensor:
-    """Rearrange N_full (A E, C) into N_tiny (A, C E): the same numbers (DESIGN §4.2)."""
+    """Rearrange N_full (A E, C) into N_tiny (A, C E): the same numbers."""
     n_full = check_matrix("n_full", n_full)
     if n_full.shape[0] % e:
         raise ValueError(f"n_full has {n_full.shape[0]} rows, not a multiple of E = {e}")
@@ -298,7 +500,7 @@ def n_tiny_to_full(n_tiny: torch.Tensor, e: int) -> torch.Tensor:
 
 
 def s_tiny_from_full(s_full: torch.Tensor, e: int) -> torch.Tensor:
-    """``S_tiny = Σ_e S_full[(·, e), (·, e)]``: the diagonal blocks summed (DESIGN §4.3).
+    """``S_tiny = Σ_e S_full[(·, e), (·, e)]``: the diagonal blocks summed.
 
     Parameters
     ----------
@@ -340,7 +542,7 @@ def theta_from_tiny(theta_tiny: torch.Tensor, e: int) -> torch.Tensor:
 
 def objective(theta: torch.Tensor, s_full: torch.Tensor, n_full: torch.Tensor,
               v_sq_norm: float | torch.Tensor = 0.0) -> torch.Tensor:
-    """True least-squares objective ``‖v‖² − 2⟨N_full, Θ⟩ + ⟨Θ, S_full Θ⟩`` (DESIGN §4.2).
+    """True least-squares objective ``‖v‖² − 2⟨N_full, Θ⟩ + ⟨Θ, S_full Θ⟩``.
 
     Equals ``‖v_goal − conv2_ω(conv1_α(x))‖²`` for the Θ of the new neurons.
 
@@ -371,7 +573,7 @@ def tiny_objective(theta_tiny: torch.Tensor, s_tiny: torch.Tensor, n_tiny: torch
 
     Its exact minimizer under rank ≤ k is the closed form of
     :func:`convtools.optimal_added_parameters`; it equals :func:`objective` only when conv2
-    is 1×1 (DESIGN §4.3).
+    is 1×1.
     """
     theta_tiny = check_matrix("theta_tiny", theta_tiny)
     s_tiny = check_matrix("s_tiny", s_tiny, (theta_tiny.shape[0], theta_tiny.shape[0]))

@@ -135,13 +135,15 @@ def test_exact_history_never_increases_and_beats_tiny(newton_size):
     assert float(end) < 0.99 * float(start)
 
 
-def test_exact_recovers_a_planted_pair_where_tiny_does_not():
+@pytest.mark.parametrize("newton_size", [600, 0])  # Gauss-Newton, variable projection
+def test_exact_recovers_a_planted_pair_where_tiny_does_not(newton_size):
     x, conv1, conv2, v = planted_pair(k_true=3)
     s_full, n_full = ct.statistics(x, conv1, conv2, v, kind="full")
     alpha0, omega0 = _tiny_start(x, conv1, conv2, v, 3)
     v_sq = v.square().sum()
     e = ct.kernel_positions(conv2)
-    alpha, omega, _ = ct.exact_neurons(s_full, n_full, alpha0, omega0, v_sq_norm=v_sq)
+    alpha, omega, _ = ct.exact_neurons(s_full, n_full, alpha0, omega0, v_sq_norm=v_sq,
+                                       newton_size=newton_size)
     residual = float(ct.objective(ct.theta_of_factors(alpha, omega, e), s_full, n_full, v_sq))
     tiny = float(ct.objective(ct.theta_of_factors(alpha0, omega0, e), s_full, n_full, v_sq))
     assert (max(residual, 0.0) / float(v_sq)) ** 0.5 < 1e-6

@@ -23,10 +23,11 @@ def test_statistics_equal_explicit_sums(case):
     x, conv1, conv2 = case
     v = _goal(x, conv1, conv2)
     s_tiny, n_tiny, s_full, n_full = loop_statistics(loop_unfold_twice(x, conv1, conv2), v)
-    s, n = ct.statistics(x, conv1, conv2, v, kind="tiny")
-    torch.testing.assert_close(s, s_tiny)
-    torch.testing.assert_close(n, n_tiny)
-    for chunk in (1, 200, ct.CHUNK_ELEMENTS):  # one output row at a time ... whole batch
+    for chunk in (1, 200, ct.CHUNK_ELEMENTS):  # one row at a time ... the whole batch
+        s, n = ct.statistics(x, conv1, conv2, v, kind="tiny", chunk_elements=chunk)
+        torch.testing.assert_close(s, s_tiny)
+        torch.testing.assert_close(n, n_tiny)
+    for chunk in (1, 200, ct.CHUNK_ELEMENTS):
         s, n = ct.statistics(x, conv1, conv2, v, kind="full", chunk_elements=chunk)
         torch.testing.assert_close(s, s_full)
         torch.testing.assert_close(n, n_full)
@@ -43,7 +44,7 @@ def test_full_quadratic_form_is_the_squared_output(case):
         if conv2.bias is not None:
             y = y - conv2.bias[None, :, None, None]
     torch.testing.assert_close((theta * (s_full @ theta)).sum(), y.square().sum())
-    # and the whole objective is the squared residual (DESIGN §4.2)
+    # and the whole objective is the squared residual
     torch.testing.assert_close(ct.objective(theta, s_full, n_full, v.square().sum()),
                                (y - v).square().sum())
 
