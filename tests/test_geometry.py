@@ -73,7 +73,7 @@ def test_product_kernel_reproduces_the_pair(case):
 
 
 def test_t_would_be_terabytes_on_a_photograph():
-    # DESIGN §4.1: 427×640 intermediate image, 3×3 conv2 with padding 1: T has (HW)^2 E floats.
+    # 427×640 intermediate image, 3×3 conv2 with padding 1: T has (HW)^2 E floats.
     conv2 = torch.nn.Conv2d(8, 8, 3, padding=1)
     hw = 427 * 640
     m = ct.conv_output_size((427, 640), conv2)
