@@ -34,6 +34,9 @@ export MKL_NUM_THREADS := $(THREADS)
 export OPENBLAS_NUM_THREADS := $(THREADS)
 export NUMEXPR_NUM_THREADS := $(THREADS)
 export VECLIB_MAXIMUM_THREADS := $(THREADS)
+# Waiting OpenMP threads sleep instead of spinning: on a busy machine a spinning thread takes
+# the core its partner needs. Results do not depend on it, only the time.
+export OMP_WAIT_POLICY := PASSIVE
 export PYTHONHASHSEED := 0
 # Quiet, path-free start-up messages of Jupyter and of the debugger bundled with ipykernel.
 export JUPYTER_PLATFORM_DIRS := 1
