@@ -2,7 +2,7 @@
 # build/notebooks/) and `make test` (lint, unit tests, strict nbval on the committed notebooks).
 # Both create .venv from the pinned requirements first when it is missing or out of date.
 #
-#   make run NB=01 PARAMS='-p h 40 -p device auto'   one notebook, other parameter values
+#   make run NB=01 PARAMS='-p height 40 -p device auto'   one notebook, other parameter values
 #   make notebooks [NB=02]                           re-execute committed notebooks in place
 #   make help                                        every target
 
@@ -18,7 +18,7 @@ LOCK := requirements.lock
 STAMP := $(VENV)/.installed
 BUILD := build/notebooks
 SANITIZE := notebooks/nbval_sanitize.cfg
-WORKFLOW := .github/workflows/ci.yml
+WORKFLOW := $(wildcard .github/workflows/*.yml)
 
 # Notebook selection: every notebooks/*.ipynb, or those whose name starts with $(NB).
 NB :=
@@ -43,16 +43,20 @@ export JUPYTER_PLATFORM_DIRS := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help setup run test lint unit nbval notebooks lab bench clean distclean check-selection
+.PHONY: help setup lock run test lint unit nbval notebooks lab bench clean distclean check-selection \
+	book book-test
 
 help:
 	@echo "make run        set up, execute notebooks/*.ipynb with papermill into $(BUILD)/ (+ HTML)"
-	@echo "                  NB=01 selects notebooks by prefix; PARAMS='-p h 40 -p device auto'"
+	@echo "                  NB=01 selects notebooks by prefix; PARAMS='-p height 40 -p device auto'"
 	@echo "make test       set up, then ruff, actionlint, pytest (tests/) and strict nbval"
 	@echo "make notebooks  re-execute the committed notebooks in place (NB=02 for one)"
 	@echo "make lab        JupyterLab on the project"
 	@echo "make bench      python benchmarks/run.py (BENCH_ARGS=--quick for a short run)"
 	@echo "make setup      only create/update $(VENV) from $(LOCK)"
+	@echo "make lock       regenerate $(LOCK) (pip-compile) and environment.yml from pyproject.toml"
+	@echo "make book       the collection as a static site (Jupyter Book) in build/book/_build/html/"
+	@echo "make book-test  build the book, then check it (and make run's HTML) in headless Chromium"
 	@echo "make clean      remove build outputs and caches (distclean: also $(VENV))"
 
 # ---------------------------------------------------------------- environment
@@ -70,6 +74,16 @@ $(STAMP): $(LOCK) pyproject.toml | $(BIN)/python
 
 setup: $(STAMP)
 
+# Regenerate the lock from pyproject.toml's dependencies with pip-tools, then environment.yml
+# from the lock. torch's "+cpu" label is dropped: the pin must match the CPU and CUDA builds.
+EXTRAS := notebooks dev book
+lock: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet "$$(grep -m1 '^pip-tools==' $(LOCK) || echo pip-tools)"
+	$(BIN)/pip-compile --quiet --no-emit-index-url --no-emit-find-links --strip-extras \
+	  --newline LF $(addprefix --extra ,$(EXTRAS)) --output-file $(LOCK) pyproject.toml
+	sed -i 's/^torch==\(.*\)+cpu$$/torch==\1/' $(LOCK)
+	$(BIN)/python tools/environment_from_lock.py $(LOCK) environment.yml
+
 check-selection:
 	@test -n "$(SELECTED)" || { echo "no notebook matches NB=$(NB) in notebooks/" >&2; exit 1; }
 
@@ -81,7 +95,7 @@ run: setup check-selection
 	  out="$(BUILD)/$$(basename $$nb)"; \
 	  echo "==> papermill $$nb -> $$out $(PARAMS)"; \
 	  if $(BIN)/papermill "$$nb" "$$out" --cwd notebooks $(PARAMS) \
-	     && $(BIN)/jupyter nbconvert --log-level WARN --to html "$$out"; then \
+	     && $(BIN)/python book/nbhtml.py "$$out"; then \
 	    echo "    wrote $$out and $${out%.ipynb}.html"; \
 	  else \
 	    failed="$$failed $$nb"; \
@@ -108,18 +122,19 @@ bench: setup
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 # ---------------------------------------------------------------- tests
-test: lint unit nbval
+test: lint unit nbval book-test
 	@echo "make test: all checks passed"
 
 lint: setup
 	@start=$$SECONDS; \
 	echo "==> ruff check"; $(BIN)/ruff check .; \
+	echo "==> ruff format --check"; $(BIN)/ruff format --check .; \
 	echo "==> actionlint $(WORKFLOW)"; $(BIN)/actionlint $(WORKFLOW); \
 	echo "    lint took $$((SECONDS - start)) s"
 
 unit: setup
 	@start=$$SECONDS; \
-	echo "==> pytest (unit tests)"; $(BIN)/pytest -p no:cacheprovider tests; \
+	echo "==> pytest (unit tests)"; $(BIN)/pytest -p no:cacheprovider tests --ignore=tests/test_book.py; \
 	echo "    unit tests took $$((SECONDS - start)) s"
 
 nbval: setup
@@ -130,6 +145,23 @@ nbval: setup
 	$(BIN)/pytest -p no:cacheprovider --nbval --nbval-current-env \
 	  --nbval-sanitize-with $(SANITIZE) $(SELECTED); \
 	echo "    nbval took $$((SECONDS - start)) s"
+
+# ---------------------------------------------------------------- the book
+# The committed notebooks as a static site, built with Jupyter Book without executing them
+# (nbval checks their outputs); see book/build.py. Nothing is fetched at build or read time.
+book: setup
+	@start=$$SECONDS; \
+	echo "==> book: notebooks/*.ipynb -> build/book/_build/html/ (warnings are errors)"; \
+	$(BIN)/python book/build.py --quiet; \
+	echo "    book took $$((SECONDS - start)) s"
+
+# Every page of the book, and make run's HTML, in headless Chromium (tests/test_book.py);
+# screenshots in build/book/screenshots*/. Fails in CI (CI set) when no browser is found.
+book-test: book
+	@start=$$SECONDS; \
+	echo "==> pytest tests/test_book.py (the book in a browser)"; \
+	BOOK_PREBUILT=1 $(BIN)/pytest -p no:cacheprovider tests/test_book.py; \
+	echo "    book test took $$((SECONDS - start)) s"
 
 # ---------------------------------------------------------------- cleaning
 clean:

@@ -11,7 +11,8 @@ import argparse
 
 import torch
 
-from . import METHODS, grow, relative_residual
+from . import grow, relative_residual
+from .layers import METHODS
 
 
 def _pair(c0: int, c1: int, c2: int, kernel: int, bias: bool) -> tuple[torch.nn.Conv2d, ...]:
@@ -27,8 +28,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n", type=int, default=32, help="number of samples")
     parser.add_argument("--size", type=int, default=12, help="image height and width")
-    parser.add_argument("--channels", type=int, nargs=3, default=(4, 8, 8),
-                        metavar=("C_IN", "C_MID", "C_OUT"))
+    parser.add_argument(
+        "--channels", type=int, nargs=3, default=(4, 8, 8), metavar=("C_IN", "C_MID", "C_OUT")
+    )
     parser.add_argument("--kernel", type=int, default=3, help="kernel size of both convs")
     parser.add_argument("--k", type=int, default=4, help="new neurons (= planted channels)")
     args = parser.parse_args(argv)
@@ -40,8 +42,10 @@ def main(argv: list[str] | None = None) -> None:
     with torch.no_grad():
         planted = teacher2(teacher1(x))
     noise = torch.randn_like(planted)
-    print(f"x {tuple(x.shape)}, conv1 {c0}->{c1}, conv2 {c1}->{c2}, "
-          f"{args.kernel}x{args.kernel} kernels, k = {args.k}")
+    print(
+        f"x {tuple(x.shape)}, conv1 {c0}->{c1}, conv2 {c1}->{c2}, "
+        f"{args.kernel}x{args.kernel} kernels, k = {args.k}"
+    )
     print(f"{'target':<10}" + "".join(f"{m:>12}" for m in METHODS))
     for name, target in (("planted", planted), ("random", noise)):
         row = []

@@ -1,11 +1,14 @@
 """Input validation shared by the public functions of :mod:`convtools`.
 
-Every public function checks its arguments here, so that a wrong rank, a channel mismatch
+Every public function checks its arguments here, once: the private implementations it calls
+(named with a leading underscore) trust them, so that a wrong rank, a channel mismatch
 or an unsupported layer raises a ``TypeError``/``ValueError`` that names the argument and
 the shapes, instead of failing deep inside an ``einsum``.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -15,7 +18,9 @@ __all__ = [
     "check_finite",
     "check_image",
     "check_matrix",
+    "check_nonnegative",
     "check_positive_int",
+    "check_square",
     "check_tensor",
 ]
 
@@ -45,7 +50,12 @@ def check_tensor(name: str, value: object) -> torch.Tensor:
 
 
 def check_finite(name: str, value: torch.Tensor) -> torch.Tensor:
-    """Raise ``ValueError`` if ``value`` holds NaN or infinite entries."""
+    """Raise ``ValueError`` if ``value`` is empty or holds NaN or infinite entries."""
+    if value.numel() == 0:
+        raise ValueError(
+            f"{name} is empty (shape {tuple(value.shape)}): every dimension "
+            "must be at least 1 (an empty batch has no statistics)"
+        )
     if not bool(torch.isfinite(value).all()):
         raise ValueError(f"{name} contains NaN or infinite values (shape {tuple(value.shape)})")
     return value
@@ -83,8 +93,9 @@ def check_image(name: str, value: object, channels: int | None = None) -> torch.
     return value
 
 
-def check_matrix(name: str, value: object, shape: tuple[int | None, int | None] | None = None
-                 ) -> torch.Tensor:
+def check_matrix(
+    name: str, value: object, shape: tuple[int | None, int | None] | None = None
+) -> torch.Tensor:
     """Check a finite floating-point matrix, optionally of a given shape.
 
     Parameters
@@ -113,6 +124,23 @@ def check_matrix(name: str, value: object, shape: tuple[int | None, int | None] 
                 )
     check_finite(name, value)
     return value
+
+
+def check_square(name: str, value: object) -> torch.Tensor:
+    """Check a finite square floating-point matrix."""
+    value = check_matrix(name, value)
+    if value.shape[0] != value.shape[1]:
+        raise ValueError(f"{name} must be square, got shape {tuple(value.shape)}")
+    return value
+
+
+def check_nonnegative(name: str, value: object) -> float:
+    """Check a finite real number >= 0 (booleans are refused); return it as a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a float, got {type(value).__name__}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return float(value)
 
 
 def check_positive_int(name: str, value: object) -> int:

@@ -14,12 +14,15 @@ when conv1 has a bias); ``E = kh2 * kw2``; ``L = H * W`` intermediate positions;
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 from ._checks import check_conv, check_conv_pair, check_image, check_tensor
 
 __all__ = [
+    "PairGeometry",
     "apply_product_kernel",
     "conv_output_size",
     "kernel_positions",
@@ -71,6 +74,11 @@ def conv_output_size(input_hw: tuple[int, int], conv: torch.nn.Conv2d) -> tuple[
         raise TypeError(f"input_hw must be a pair of ints (H, W), got {input_hw!r}")
     if min(input_hw) < 1:
         raise ValueError(f"input_hw must be positive, got {tuple(input_hw)}")
+    return _output_size(tuple(input_hw), conv)
+
+
+def _output_size(input_hw: tuple[int, int], conv: torch.nn.Conv2d) -> tuple[int, int]:
+    """:func:`conv_output_size` without the argument checks (the size check stays)."""
     out = []
     for axis in range(2):
         size = (
@@ -109,20 +117,30 @@ def unfold_input(x: torch.Tensor, conv: torch.nn.Conv2d) -> torch.Tensor:
     """
     conv = check_conv("conv", conv)
     x = check_image("x", x, conv.in_channels)
-    h_out, w_out = conv_output_size(tuple(x.shape[-2:]), conv)
-    (kh, kw), (dh, dw), (sh, sw), (ph, pw) = (conv.kernel_size, conv.dilation, conv.stride,
-                                              conv.padding)
+    return _unfold_input(x, conv)
+
+
+def _unfold_input(x: torch.Tensor, conv: torch.nn.Conv2d) -> torch.Tensor:
+    """:func:`unfold_input` without the checks."""
+    h_out, w_out = _output_size(tuple(x.shape[-2:]), conv)
+    (kh, kw), (dh, dw), (sh, sw), (ph, pw) = (
+        conv.kernel_size,
+        conv.dilation,
+        conv.stride,
+        conv.padding,
+    )
     # One strided copy of the zero-padded input (F.unfold's im2col is several times slower
     # on the CPU): unfolded[i, (c, u, w), r, s] = padded[i, c, r sh + u dh, s sw + w dw].
     padded = F.pad(x, (pw, pw, ph, ph)) if (ph or pw) else x
     n, c = x.shape[:2]
     s0, s1, s2, s3 = padded.stride()
-    windows = padded.as_strided((n, c, kh, kw, h_out, w_out),
-                                (s0, s1, dh * s2, dw * s3, sh * s2, sw * s3),
-                                padded.storage_offset())
+    windows = padded.as_strided(
+        (n, c, kh, kw, h_out, w_out),
+        (s0, s1, dh * s2, dw * s3, sh * s2, sw * s3),
+        padded.storage_offset(),
+    )
     bias = conv.bias is not None
-    unfolded = torch.empty((n, c * kh * kw + bias, h_out, w_out), dtype=x.dtype,
-                           device=x.device)
+    unfolded = torch.empty((n, c * kh * kw + bias, h_out, w_out), dtype=x.dtype, device=x.device)
     unfolded[:, : c * kh * kw].unflatten(1, (c, kh, kw)).copy_(windows)
     if bias:
         unfolded[:, -1].fill_(1)
@@ -193,22 +211,29 @@ def unfold_twice(x: torch.Tensor, conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d
         X, shape (n, H[+1] W[+1], A, E): ``X[i, m, a, e] = B[i, a, l(m, e)]`` and 0 where
         conv2 reads padding. (A permuted view of a contiguous (n, A, E, M) tensor.)
     """
-    return unfolded_pair(x, conv1, conv2).permute(0, 3, 1, 2)
+    conv1, conv2 = check_conv_pair(conv1, conv2)
+    x = check_image("x", x, conv1.in_channels)
+    return _unfolded_pair(x, conv1, conv2).permute(0, 3, 1, 2)
 
 
-def unfolded_pair(x: torch.Tensor, conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d
-                  ) -> torch.Tensor:
+def unfolded_pair(x: torch.Tensor, conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d) -> torch.Tensor:
     """X in its natural memory layout: shape (n, A, E, H[+1] W[+1]) (see :func:`unfold_twice`).
 
     Row ``a * E + e`` of ``result.flatten(1, 2)`` is the row of X_F's column ``a * E + e``.
     """
     conv1, conv2 = check_conv_pair(conv1, conv2)
-    b = unfold_input(x, conv1)
-    h1, w1 = conv_output_size(tuple(x.shape[-2:]), conv1)
-    conv_output_size((h1, w1), conv2)
+    x = check_image("x", x, conv1.in_channels)
+    return _unfolded_pair(x, conv1, conv2)
+
+
+def _unfolded_pair(x: torch.Tensor, conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d) -> torch.Tensor:
+    """:func:`unfolded_pair` without the checks."""
+    b = _unfold_input(x, conv1)
+    h1, w1 = _output_size(tuple(x.shape[-2:]), conv1)
+    _output_size((h1, w1), conv2)
     n, a = b.shape[:2]
     u = F.unfold(b.reshape(n, a, h1, w1), **_geometry(conv2))
-    return u.reshape(n, a, kernel_positions(conv2), u.shape[-1])
+    return u.reshape(n, a, conv2.kernel_size[0] * conv2.kernel_size[1], u.shape[-1])
 
 
 def product_kernel(conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d) -> torch.Tensor:
@@ -235,8 +260,9 @@ def product_kernel(conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d) -> torch.Tens
     return torch.einsum("ka, cke -> aec", w1, w2)
 
 
-def apply_product_kernel(x_twice: torch.Tensor, theta: torch.Tensor, output_hw: tuple[int, int]
-                         ) -> torch.Tensor:
+def apply_product_kernel(
+    x_twice: torch.Tensor, theta: torch.Tensor, output_hw: tuple[int, int]
+) -> torch.Tensor:
     """Apply the linear map ``X Θ`` and reshape it as conv2's output.
 
     Parameters
@@ -268,3 +294,59 @@ def apply_product_kernel(x_twice: torch.Tensor, theta: torch.Tensor, output_hw: 
         )
     out = torch.einsum("imae, aec -> icm", x_twice, theta)
     return out.reshape(out.shape[0], out.shape[1], h, w)
+
+
+@dataclass(frozen=True)
+class PairGeometry:
+    """Everything the statistics need to know about a pair of convolutions and an input.
+
+    Attributes
+    ----------
+    n, c0, c2 : int
+        samples, input channels of conv1 (C[-1]), output channels of conv2 (C[+1])
+    bias : bool
+        conv1 has a bias (A then counts a ones row)
+    conv1, conv2 : tuple[int, ...]
+        ``(kh, kw, dh, dw, sh, sw, ph, pw)`` of each convolution
+    hw1, hw2 : tuple[int, int]
+        output sizes of conv1 and of conv2
+    """
+
+    n: int
+    c0: int
+    c2: int
+    bias: bool
+    conv1: tuple[int, ...]
+    conv2: tuple[int, ...]
+    hw1: tuple[int, int]
+    hw2: tuple[int, int]
+
+    @classmethod
+    def of(cls, x: torch.Tensor, conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d) -> PairGeometry:
+        """The geometry of ``conv2(conv1(x))`` (arguments already checked)."""
+        hw1 = _output_size(tuple(x.shape[-2:]), conv1)
+        hw2 = _output_size(hw1, conv2)
+
+        def numbers(conv: torch.nn.Conv2d) -> tuple[int, ...]:
+            return (*conv.kernel_size, *conv.dilation, *conv.stride, *conv.padding)
+
+        return cls(
+            x.shape[0],
+            x.shape[1],
+            conv2.out_channels,
+            conv1.bias is not None,
+            numbers(conv1),
+            numbers(conv2),
+            hw1,
+            hw2,
+        )
+
+    @property
+    def a(self) -> int:
+        """A = C[-1] kh1 kw1 (+1 with conv1's bias)."""
+        return self.c0 * self.conv1[0] * self.conv1[1] + self.bias
+
+    @property
+    def e(self) -> int:
+        """E = kh2 kw2."""
+        return self.conv2[0] * self.conv2[1]

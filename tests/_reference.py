@@ -31,8 +31,9 @@ def loop_unfold(x: torch.Tensor, conv: torch.nn.Conv2d) -> torch.Tensor:
     return out
 
 
-def loop_unfold_twice(x: torch.Tensor, conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d
-                      ) -> torch.Tensor:
+def loop_unfold_twice(
+    x: torch.Tensor, conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d
+) -> torch.Tensor:
     """X[i, m, a, e] by loops: B at the intermediate position that conv2 reads, or 0."""
     b = loop_unfold(x, conv1)
     (k1h, k1w), (s1h, s1w), (p1h, p1w), (d1h, d1w) = conv_geometry(conv1)

@@ -28,10 +28,12 @@ def conv_pairs(draw, max_kernel: int = 5, max_size: int = 12):
     h, w = draw(st.integers(1, max_size)), draw(st.integers(1, max_size))
     seed = draw(st.integers(0, 2**16))
     torch.manual_seed(seed)
-    conv1 = torch.nn.Conv2d(c0, c1, bias=draw(st.booleans()), dtype=torch.float64,
-                            **draw(conv_geometry(max_kernel)))
-    conv2 = torch.nn.Conv2d(c1, c2, bias=draw(st.booleans()), dtype=torch.float64,
-                            **draw(conv_geometry(max_kernel)))
+    conv1 = torch.nn.Conv2d(
+        c0, c1, bias=draw(st.booleans()), dtype=torch.float64, **draw(conv_geometry(max_kernel))
+    )
+    conv2 = torch.nn.Conv2d(
+        c1, c2, bias=draw(st.booleans()), dtype=torch.float64, **draw(conv_geometry(max_kernel))
+    )
     try:
         ct.conv_output_size(ct.conv_output_size((h, w), conv1), conv2)
     except ValueError:

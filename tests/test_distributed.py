@@ -25,8 +25,10 @@ import convtools as ct
 
 pytestmark = [
     pytest.mark.distributed,
-    pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
-                       reason="torch.distributed with the gloo backend is not available"),
+    pytest.mark.skipif(
+        not dist.is_available() or not dist.is_gloo_available(),
+        reason="torch.distributed with the gloo backend is not available",
+    ),
     pytest.mark.skipif(sys.platform == "win32", reason="file:// rendezvous path syntax"),
 ]
 
@@ -79,15 +81,20 @@ def _worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
     try:
         conv1, conv2, batches = _problem()
         result = {}
-        for kind in ct.KINDS:
+        for kind in ct.stats.KINDS:
             acc = ct.StatisticsAccumulator(conv1, conv2, kind=kind)
             for j, (x, v) in enumerate(batches):
                 if j % world_size == rank:
                     acc.update(x, v)
             local_samples = acc.n_samples
             acc.synchronize()
-            result[kind] = {"S": acc.S, "N": acc.N, "v_sq_norm": acc.v_sq_norm,
-                            "n_samples": acc.n_samples, "local_samples": local_samples}
+            result[kind] = {
+                "S": acc.S,
+                "N": acc.N,
+                "v_sq_norm": acc.v_sq_norm,
+                "n_samples": acc.n_samples,
+                "local_samples": local_samples,
+            }
         torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
         dist.barrier()
     finally:
@@ -100,8 +107,13 @@ def distributed_results(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("distributed")
     init_file = str(tmp / "rendezvous")  # must not exist yet
     start = time.monotonic()
-    context = mp.start_processes(_worker, args=(WORLD_SIZE, init_file, str(tmp)),
-                                 nprocs=WORLD_SIZE, join=False, start_method="spawn")
+    context = mp.start_processes(
+        _worker,
+        args=(WORLD_SIZE, init_file, str(tmp)),
+        nprocs=WORLD_SIZE,
+        join=False,
+        start_method="spawn",
+    )
     deadline = start + TIMEOUT_S + 30.0
     try:
         while not context.join(timeout=max(0.1, deadline - time.monotonic())):
@@ -126,7 +138,7 @@ def _single_process(kind: str):
     return acc
 
 
-@pytest.mark.parametrize("kind", ct.KINDS)
+@pytest.mark.parametrize("kind", ct.stats.KINDS)
 def test_two_processes_give_the_statistics_of_one(distributed_results, kind):
     results, _ = distributed_results
     reference = _single_process(kind)
@@ -141,16 +153,22 @@ def test_two_processes_give_the_statistics_of_one(distributed_results, kind):
             expected = getattr(reference, name)
             assert got[name].dtype == torch.float64
             scale = float(expected.abs().max())
-            torch.testing.assert_close(got[name], expected, rtol=1e-12, atol=1e-12 * scale,
-                                       msg=lambda m, r=rank, q=name: f"rank {r}, {q}: {m}")
+            torch.testing.assert_close(
+                got[name],
+                expected,
+                rtol=1e-12,
+                atol=1e-12 * scale,
+                msg=lambda m, r=rank, q=name: f"rank {r}, {q}: {m}",
+            )
 
 
 def test_ranks_agree_after_synchronize(distributed_results):
     results, _ = distributed_results
-    for kind in ct.KINDS:
+    for kind in ct.stats.KINDS:
         for name in ("S", "N", "v_sq_norm"):
-            torch.testing.assert_close(results[0][kind][name], results[1][kind][name],
-                                       rtol=0.0, atol=0.0)
+            torch.testing.assert_close(
+                results[0][kind][name], results[1][kind][name], rtol=0.0, atol=0.0
+            )
 
 
 def test_distributed_run_is_quick(distributed_results):
@@ -161,7 +179,7 @@ def test_distributed_run_is_quick(distributed_results):
 def test_synchronize_without_process_group_is_a_no_op():
     assert not dist.is_initialized()
     conv1, conv2, batches = _problem()
-    for kind in ct.KINDS:
+    for kind in ct.stats.KINDS:
         acc = _single_process(kind)
         stats = [ct.statistics(x, conv1, conv2, v, kind=kind) for x, v in batches]
         torch.testing.assert_close(acc.S, sum(s for s, _ in stats), rtol=1e-12, atol=1e-10)

@@ -4,12 +4,12 @@ import copy
 
 import pytest
 import torch
+from _reference import loop_unfold, loop_unfold_twice
+from _strategies import conv_pairs
 from gromo.utils.tools import compute_mask_tensor_t
 from hypothesis import given
 
 import convtools as ct
-from _reference import loop_unfold, loop_unfold_twice
-from _strategies import conv_pairs
 
 F64 = torch.float64
 
@@ -33,8 +33,7 @@ def test_unfold_input_equals_loops_and_reproduces_conv(case):
     if conv1.bias is not None:
         weight = torch.cat([weight, conv1.bias[:, None]], 1)
     with torch.no_grad():
-        torch.testing.assert_close(torch.einsum("ca, ial -> icl", weight, b),
-                                   conv1(x).flatten(2))
+        torch.testing.assert_close(torch.einsum("ca, ial -> icl", weight, b), conv1(x).flatten(2))
 
 
 @given(conv_pairs())
@@ -66,7 +65,9 @@ def test_product_kernel_reproduces_the_pair(case):
         if conv2.bias is not None:
             y = y - conv2.bias[None, :, None, None]
         theta = ct.product_kernel(conv1, conv2)
-        pred = ct.apply_product_kernel(ct.unfold_twice(x, conv1, conv2), theta, y.shape[-2:])
+        pred = ct.geometry.apply_product_kernel(
+            ct.unfold_twice(x, conv1, conv2), theta, y.shape[-2:]
+        )
     a = conv1.weight[0].numel() + (conv1.bias is not None)
     assert theta.shape == (a, conv2.kernel_size[0] * conv2.kernel_size[1], conv2.out_channels)
     torch.testing.assert_close(pred, y)
@@ -93,33 +94,77 @@ def test_float32_and_dtype_device_preserved():
 @pytest.mark.parametrize(
     ("make", "error", "match"),
     [
-        (lambda: ct.unfold_input(torch.zeros(2, 3, 5), torch.nn.Conv2d(3, 2, 3)),
-         ValueError, r"x must have shape \(n, C, H, W\)"),
-        (lambda: ct.unfold_input(torch.zeros(1, 4, 5, 5), torch.nn.Conv2d(3, 2, 3)),
-         ValueError, "x must have 3 channels"),
-        (lambda: ct.unfold_input(torch.zeros(1, 4, 5, 5), torch.nn.Conv2d(4, 2, 3, groups=2)),
-         ValueError, "groups=1"),
-        (lambda: ct.unfold_input(torch.zeros(1, 3, 5, 5),
-                                 torch.nn.Conv2d(3, 2, 3, padding=1, padding_mode="reflect")),
-         ValueError, "padding_mode='zeros'"),
-        (lambda: ct.unfold_input(torch.zeros(1, 3, 5, 5), torch.nn.Conv2d(3, 2, 3, padding="same")),
-         ValueError, "string padding"),
-        (lambda: ct.unfold_input(torch.full((1, 3, 5, 5), float("nan")), torch.nn.Conv2d(3, 2, 3)),
-         ValueError, "NaN or infinite"),
+        (
+            lambda: ct.unfold_input(torch.zeros(2, 3, 5), torch.nn.Conv2d(3, 2, 3)),
+            ValueError,
+            r"x must have shape \(n, C, H, W\)",
+        ),
+        (
+            lambda: ct.unfold_input(torch.zeros(1, 4, 5, 5), torch.nn.Conv2d(3, 2, 3)),
+            ValueError,
+            "x must have 3 channels",
+        ),
+        (
+            lambda: ct.unfold_input(torch.zeros(1, 4, 5, 5), torch.nn.Conv2d(4, 2, 3, groups=2)),
+            ValueError,
+            "groups=1",
+        ),
+        (
+            lambda: ct.unfold_input(
+                torch.zeros(1, 3, 5, 5), torch.nn.Conv2d(3, 2, 3, padding=1, padding_mode="reflect")
+            ),
+            ValueError,
+            "padding_mode='zeros'",
+        ),
+        (
+            lambda: ct.unfold_input(
+                torch.zeros(1, 3, 5, 5), torch.nn.Conv2d(3, 2, 3, padding="same")
+            ),
+            ValueError,
+            "string padding",
+        ),
+        (
+            lambda: ct.unfold_input(
+                torch.full((1, 3, 5, 5), float("nan")), torch.nn.Conv2d(3, 2, 3)
+            ),
+            ValueError,
+            "NaN or infinite",
+        ),
         (lambda: ct.unfold_input([[1.0]], torch.nn.Conv2d(3, 2, 3)), TypeError, "torch.Tensor"),
-        (lambda: ct.unfold_input(torch.zeros(1, 3, 5, 5, dtype=torch.int64),
-                                 torch.nn.Conv2d(3, 2, 3)), TypeError, "floating-point"),
-        (lambda: ct.unfold_input(torch.zeros(1, 3, 5, 5), torch.nn.Linear(3, 2)),
-         TypeError, "conv must be a torch.nn.Conv2d"),
+        (
+            lambda: ct.unfold_input(
+                torch.zeros(1, 3, 5, 5, dtype=torch.int64), torch.nn.Conv2d(3, 2, 3)
+            ),
+            TypeError,
+            "floating-point",
+        ),
+        (
+            lambda: ct.unfold_input(torch.zeros(1, 3, 5, 5), torch.nn.Linear(3, 2)),
+            TypeError,
+            "conv must be a torch.nn.Conv2d",
+        ),
         (lambda: ct.conv_output_size((2, 2), torch.nn.Conv2d(3, 2, 3)), ValueError, "too small"),
         (lambda: ct.conv_output_size((0, 4), torch.nn.Conv2d(3, 2, 1)), ValueError, "positive"),
         (lambda: ct.conv_output_size(4, torch.nn.Conv2d(3, 2, 1)), TypeError, "pair of ints"),
-        (lambda: ct.unfold_twice(torch.zeros(1, 3, 5, 5), torch.nn.Conv2d(3, 2, 3),
-                                 torch.nn.Conv2d(4, 2, 1)), ValueError, "conv1.out_channels"),
-        (lambda: ct.product_kernel(torch.nn.Conv2d(3, 2, 3), torch.nn.Conv2d(3, 2, 3)),
-         ValueError, "conv1.out_channels"),
-        (lambda: ct.apply_product_kernel(torch.zeros(1, 4, 3, 2), torch.zeros(3, 3, 2), (2, 2)),
-         ValueError, "agree on"),
+        (
+            lambda: ct.unfold_twice(
+                torch.zeros(1, 3, 5, 5), torch.nn.Conv2d(3, 2, 3), torch.nn.Conv2d(4, 2, 1)
+            ),
+            ValueError,
+            "conv1.out_channels",
+        ),
+        (
+            lambda: ct.product_kernel(torch.nn.Conv2d(3, 2, 3), torch.nn.Conv2d(3, 2, 3)),
+            ValueError,
+            "conv1.out_channels",
+        ),
+        (
+            lambda: ct.geometry.apply_product_kernel(
+                torch.zeros(1, 4, 3, 2), torch.zeros(3, 3, 2), (2, 2)
+            ),
+            ValueError,
+            "agree on",
+        ),
     ],
 )
 def test_bad_inputs_raise_clear_errors(make, error, match):

@@ -2,12 +2,12 @@
 
 import pytest
 import torch
+from _reference import loop_statistics, loop_unfold_twice
+from _strategies import conv_pairs
 from gromo.modules.conv2d_growing_module import FullConv2dGrowingModule
 from hypothesis import given
 
 import convtools as ct
-from _reference import loop_statistics, loop_unfold_twice
-from _strategies import conv_pairs
 
 F64 = torch.float64
 
@@ -23,11 +23,11 @@ def test_statistics_equal_explicit_sums(case):
     x, conv1, conv2 = case
     v = _goal(x, conv1, conv2)
     s_tiny, n_tiny, s_full, n_full = loop_statistics(loop_unfold_twice(x, conv1, conv2), v)
-    for chunk in (1, 200, ct.CHUNK_ELEMENTS):  # one row at a time ... the whole batch
+    for chunk in (1, 200, ct.stats.CHUNK_ELEMENTS):  # one row at a time ... the whole batch
         s, n = ct.statistics(x, conv1, conv2, v, kind="tiny", chunk_elements=chunk)
         torch.testing.assert_close(s, s_tiny)
         torch.testing.assert_close(n, n_tiny)
-    for chunk in (1, 200, ct.CHUNK_ELEMENTS):
+    for chunk in (1, 200, ct.stats.CHUNK_ELEMENTS):
         s, n = ct.statistics(x, conv1, conv2, v, kind="full", chunk_elements=chunk)
         torch.testing.assert_close(s, s_full)
         torch.testing.assert_close(n, n_full)
@@ -45,20 +45,21 @@ def test_full_quadratic_form_is_the_squared_output(case):
             y = y - conv2.bias[None, :, None, None]
     torch.testing.assert_close((theta * (s_full @ theta)).sum(), y.square().sum())
     # and the whole objective is the squared residual
-    torch.testing.assert_close(ct.objective(theta, s_full, n_full, v.square().sum()),
-                               (y - v).square().sum())
+    torch.testing.assert_close(
+        ct.objective(theta, s_full, n_full, v.square().sum()), (y - v).square().sum()
+    )
 
 
 @given(conv_pairs())
 def test_tiny_and_full_hold_the_same_n_and_diagonal_blocks(case):
     x, conv1, conv2 = case
     v = _goal(x, conv1, conv2)
-    e = ct.kernel_positions(conv2)
+    e = ct.geometry.kernel_positions(conv2)
     s_tiny, n_tiny = ct.statistics(x, conv1, conv2, v, kind="tiny")
     s_full, n_full = ct.statistics(x, conv1, conv2, v, kind="full")
-    torch.testing.assert_close(ct.n_full_to_tiny(n_full, e), n_tiny)
-    torch.testing.assert_close(ct.n_tiny_to_full(n_tiny, e), n_full)
-    torch.testing.assert_close(ct.s_tiny_from_full(s_full, e), s_tiny)
+    torch.testing.assert_close(ct.layouts.n_full_to_tiny(n_full, e), n_tiny)
+    torch.testing.assert_close(ct.layouts.n_tiny_to_full(n_tiny, e), n_full)
+    torch.testing.assert_close(ct.layouts.s_tiny_from_full(s_full, e), s_tiny)
 
 
 def _pair(k2, padding2, seed=0):
@@ -73,12 +74,14 @@ def test_tiny_objective_is_exact_only_for_1x1():
     for k2, padding2, exact in [(1, 0, True), (3, 1, False)]:
         x, conv1, conv2 = _pair(k2, padding2)
         v = _goal(x, conv1, conv2)
-        e = ct.kernel_positions(conv2)
+        e = ct.geometry.kernel_positions(conv2)
         s_tiny, n_tiny = ct.statistics(x, conv1, conv2, v, kind="tiny")
         s_full, n_full = ct.statistics(x, conv1, conv2, v, kind="full")
         theta = torch.randn(s_tiny.shape[0], e, conv2.out_channels, dtype=F64)
         true = ct.objective(theta, s_full, n_full, v.square().sum())
-        surrogate = ct.tiny_objective(ct.theta_to_tiny(theta), s_tiny, n_tiny, v.square().sum())
+        surrogate = ct.layouts.tiny_objective(
+            ct.layouts.theta_to_tiny(theta), s_tiny, n_tiny, v.square().sum()
+        )
         if exact:
             torch.testing.assert_close(surrogate, true)
         else:
@@ -88,7 +91,7 @@ def test_tiny_objective_is_exact_only_for_1x1():
 def test_read_counts_sum_the_mask():
     conv2 = torch.nn.Conv2d(1, 1, (3, 2), stride=(2, 1), padding=(1, 2), dilation=(1, 2))
     t = ct.mask_tensor_t((7, 6), conv2, dtype=F64)
-    torch.testing.assert_close(ct.read_counts((7, 6), conv2, dtype=F64), t.sum((0, 1)))
+    torch.testing.assert_close(ct.stats.read_counts((7, 6), conv2, dtype=F64), t.sum((0, 1)))
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -96,8 +99,16 @@ def test_read_counts_sum_the_mask():
 def test_tiny_statistics_equal_gromo_full_conv2d_growing_module(bias, stride):
     torch.manual_seed(0)
     first = FullConv2dGrowingModule(3, 4, 3, padding=1, use_bias=bias, input_size=(9, 8))
-    second = FullConv2dGrowingModule(4, 5, (3, 2), stride=stride, padding=1, use_bias=False,
-                                     previous_module=first, input_size=(9, 8))
+    second = FullConv2dGrowingModule(
+        4,
+        5,
+        (3, 2),
+        stride=stride,
+        padding=1,
+        use_bias=False,
+        previous_module=first,
+        input_size=(9, 8),
+    )
     first.next_module = second
     first.store_input = second.store_input = True
     x = torch.randn(4, 3, 9, 8)
@@ -110,7 +121,7 @@ def test_tiny_statistics_equal_gromo_full_conv2d_growing_module(bias, stride):
     torch.testing.assert_close(n, n_gromo, rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize("kind", ct.KINDS)
+@pytest.mark.parametrize("kind", ct.stats.KINDS)
 def test_accumulator_over_batches_equals_one_batch(kind):
     x, conv1, conv2 = _pair(3, 1)
     v = _goal(x, conv1, conv2)
@@ -128,7 +139,7 @@ def test_float32_results_keep_dtype():
     x, conv1, conv2 = _pair(3, 1)
     conv1, conv2, x = conv1.float(), conv2.float(), x.float()
     v = _goal(x, conv1, conv2)
-    for kind in ct.KINDS:
+    for kind in ct.stats.KINDS:
         s, n = ct.statistics(x, conv1, conv2, v, kind=kind)
         assert s.dtype == n.dtype == torch.float32
 
@@ -147,8 +158,8 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="conv1.out_channels"):
         ct.StatisticsAccumulator(conv1, torch.nn.Conv2d(3, 2, 1))
     with pytest.raises(ValueError, match="not a multiple of E"):
-        ct.n_full_to_tiny(torch.zeros(10, 2), 9)
+        ct.layouts.n_full_to_tiny(torch.zeros(10, 2), 9)
     with pytest.raises(ValueError, match="theta must have shape"):
-        ct.theta_to_tiny(torch.zeros(3, 3))
+        ct.layouts.theta_to_tiny(torch.zeros(3, 3))
     with pytest.raises(ValueError, match="s_full must have shape"):
         ct.objective(torch.zeros(4, 2), torch.zeros(3, 3), torch.zeros(4, 2))

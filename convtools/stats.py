@@ -17,28 +17,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._checks import (
-    check_conv_pair,
-    check_image,
-    check_matrix,
-    check_positive_int,
-    check_tensor,
-)
-from .geometry import conv_output_size
+from ._bands import _assemble, _band_plan, _reads_1d, _row_products, _width_unfold
+from ._checks import check_conv_pair, check_image, check_positive_int
+from .geometry import PairGeometry, conv_output_size
 
 __all__ = [
     "CHUNK_ELEMENTS",
     "KINDS",
     "StatisticsAccumulator",
-    "n_full_to_tiny",
-    "n_tiny_to_full",
-    "objective",
     "read_counts",
-    "s_tiny_from_full",
     "statistics",
-    "theta_from_tiny",
-    "theta_to_tiny",
-    "tiny_objective",
 ]
 
 KINDS = ("tiny", "full")
@@ -50,15 +38,19 @@ def _check_kind(kind: object) -> str:
     return kind
 
 
-def _check_goal(x: torch.Tensor, conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d,
-                v_goal: object) -> tuple[tuple[int, int], torch.Tensor]:
-    """Check x and v_goal against the pair; return conv1's output size and v_goal."""
+def check_goal(x: object, conv1: object, conv2: object, v_goal: object) -> PairGeometry:
+    """Check x, the pair and v_goal = the desired change of conv2(conv1(x)).
+
+    Returns
+    -------
+    PairGeometry
+        the geometry of the pair for this input
+    """
     conv1, conv2 = check_conv_pair(conv1, conv2)
     x = check_image("x", x, conv1.in_channels)
-    hw1 = conv_output_size(tuple(x.shape[-2:]), conv1)
-    hw2 = conv_output_size(hw1, conv2)
+    geometry = PairGeometry.of(x, conv1, conv2)
     v_goal = check_image("v_goal", v_goal)
-    expected = (x.shape[0], conv2.out_channels, *hw2)
+    expected = (x.shape[0], conv2.out_channels, *geometry.hw2)
     if tuple(v_goal.shape) != expected:
         raise ValueError(
             f"v_goal must have the shape of conv2(conv1(x)), {expected}, "
@@ -69,12 +61,15 @@ def _check_goal(x: torch.Tensor, conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d,
             f"v_goal ({v_goal.dtype}, {v_goal.device}) must have the dtype and device of x "
             f"({x.dtype}, {x.device})"
         )
-    return hw1, v_goal
+    return geometry
 
 
-def read_counts(input_hw: tuple[int, int], conv: torch.nn.Conv2d,
-                dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
-                ) -> torch.Tensor:
+def read_counts(
+    input_hw: tuple[int, int],
+    conv: torch.nn.Conv2d,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
     """How many (output position, kernel position) pairs of ``conv`` read each input position.
 
     ``c(l) = Σ_{m,e} T[m, e, l]``, computed as fold(unfold(ones)) without T.
@@ -94,8 +89,12 @@ def read_counts(input_hw: tuple[int, int], conv: torch.nn.Conv2d,
         c, shape (H * W,)
     """
     conv_output_size(input_hw, conv)
-    geometry = {"kernel_size": conv.kernel_size, "dilation": conv.dilation,
-                "padding": conv.padding, "stride": conv.stride}
+    geometry = {
+        "kernel_size": conv.kernel_size,
+        "dilation": conv.dilation,
+        "padding": conv.padding,
+        "stride": conv.stride,
+    }
     ones = torch.ones((1, 1, *input_hw), dtype=dtype, device=device)
     return F.fold(F.unfold(ones, **geometry), output_size=input_hw, **geometry).flatten()
 
@@ -109,100 +108,9 @@ def read_counts(input_hw: tuple[int, int], conv: torch.nn.Conv2d,
 # reused by the allocator instead of being mapped afresh at every call.
 
 
-def _geometry_of(conv: torch.nn.Conv2d) -> tuple[int, ...]:
-    return (*conv.kernel_size, *conv.dilation, *conv.stride, *conv.padding)
-
-
-def _runs(values: list) -> list[tuple[int, int, float]]:
-    """Maximal runs ``(r0, r1, value)`` of equal entries of a list."""
-    out, r0 = [], 0
-    for r in range(1, len(values) + 1):
-        if r == len(values) or values[r] != values[r0]:
-            out.append((r0, r, values[r0]))
-            r0 = r
-    return out
-
-
-def _row_products(p: torch.Tensor, q: torch.Tensor, pairs: list[tuple[int, int]],
-                  n_rows: int, sp: int, sq: int, out: dict,
-                  weight: list | None = None) -> None:
-    """``out[(a, b)] += Σ_{r < n_rows} w[r] P[:, r sp + a] Q[:, r sq + b]ᵀ`` for each pair.
-
-    P (dp, RP, K) and Q (dq, RQ, K) hold rows in dim 1, contiguous with dim 2, so that a
-    range of rows is a (d, rows K) matrix view. ``weight``: None (all 1) or n_rows numbers,
-    constant over long runs. With unit strides, pairs of equal shift ``b - a`` share one
-    product over the rows common to all of them (the core), plus a few border rows each.
-    """
-    def rows(t: torch.Tensor, lo: int, hi: int, step: int = 1) -> torch.Tensor:
-        return t[:, lo:hi:step].reshape(t.shape[0], -1)  # a view when step == 1
-
-    runs = [(0, n_rows, 1.0)] if weight is None else _runs(weight)
-    if sp == 1 and sq == 1:
-        groups: dict = {}
-        for a, b in pairs:
-            groups.setdefault(b - a, []).append(a)
-        for d, starts in groups.items():
-            lo_a, hi_a = min(starts), max(starts)
-            for r0, r1, w in runs:
-                if w == 0:
-                    continue
-                lo, hi = r0 + hi_a, r1 + lo_a  # P rows used by every pair of the group
-                share = len(starts) > 1 and hi - lo >= 2 * (hi_a - lo_a)
-                core = rows(p, lo, hi) @ rows(q, lo + d, hi + d).T if share else None
-                for a in starts:
-                    acc = out[(a, a + d)]
-                    if share:
-                        acc.add_(core, alpha=w)
-                        segments = ((r0 + a, lo), (hi, r1 + a))
-                    else:
-                        segments = ((r0 + a, r1 + a),)
-                    for s0, s1 in segments:
-                        if s1 > s0:
-                            acc.addmm_(rows(p, s0, s1), rows(q, s0 + d, s1 + d).T, alpha=w)
-        return
-    taken: dict = {}
-    for r0, r1, w in runs:
-        if w == 0:
-            continue
-        for a, b in pairs:
-            if ("p", a, r0) not in taken:
-                taken[("p", a, r0)] = rows(p, r0 * sp + a, (r1 - 1) * sp + a + 1, sp)
-            if ("q", b, r0) not in taken:
-                taken[("q", b, r0)] = rows(q, r0 * sq + b, (r1 - 1) * sq + b + 1, sq)
-            out[(a, b)].addmm_(taken[("p", a, r0)], taken[("q", b, r0)].T, alpha=w)
-
-
-def _reads_1d(n_in: int, k: int, d: int, s: int, pad: int, n_out: int) -> list[int]:
-    """Along one axis: how many (output, kernel) index pairs read input index l."""
-    counts = [0] * n_in
-    for r in range(n_out):
-        for u in range(k):
-            index = r * s - pad + d * u
-            if 0 <= index < n_in:
-                counts[index] += 1
-    return counts
-
-
-def _width_unfold(dst: torch.Tensor, src: torch.Tensor, kw: int, dw: int, sw: int,
-                  row0: int) -> None:
-    """``dst[ch, w, p, i, t] = src[i, ch, row0 + p, t sw + w dw]``, src (n, ch, R, W)."""
-    s0, s1, s2, s3 = src.stride()
-    dst.copy_(src.as_strided(dst.shape, (s1, dw * s3, s2, s0, sw * s3),
-                             src.storage_offset() + row0 * s2))
-
-
-def _band_plan(n: int, per_sample_row: int, n_rows: int, halo: int, budget: int
-               ) -> tuple[int, int]:
-    """(samples per band, rows per band) so that a band has at most about ``budget`` entries."""
-    per_sample = per_sample_row * (n_rows + halo)
-    if per_sample <= budget:
-        return max(1, min(n, budget // per_sample)), n_rows
-    return 1, max(1, budget // per_sample_row - halo)
-
-
-def _tiny(x: torch.Tensor, conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d,
-          v_goal: torch.Tensor, hw1: tuple[int, int], chunk_elements: int
-          ) -> tuple[torch.Tensor, torch.Tensor]:
+def _tiny(
+    x: torch.Tensor, v_goal: torch.Tensor, g: PairGeometry, chunk_elements: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """S_tiny = Σ_l c(l) B[:, l] B[:, l]ᵀ and N_tiny = Σ_l B[:, l] U[:, l]ᵀ by row products.
 
     ``B[(c, u, w), q, t] = x̃[c, q s + d u, t s' + d' w]`` (x̃: x with conv1's padding): x
@@ -213,13 +121,10 @@ def _tiny(x: torch.Tensor, conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d,
     ``c(q, t) = c_rows(q) c_cols(t)``: √c_cols weighs both sides of S (and 1/√c_cols the U
     side of N, U vanishing where c does), c_rows is constant on long runs of rows.
     """
-    kh1, kw1, dh1, dw1, sh1, sw1, ph1, pw1 = _geometry_of(conv1)
-    kh2, kw2, dh2, dw2, sh2, sw2, ph2, pw2 = _geometry_of(conv2)
-    n, c0 = x.shape[:2]
-    h1, w1 = hw1
-    h2, w2 = conv_output_size(hw1, conv2)
-    c2 = conv2.out_channels
-    bias = conv1.bias is not None
+    kh1, kw1, dh1, dw1, sh1, sw1, ph1, pw1 = g.conv1
+    kh2, kw2, dh2, dw2, sh2, sw2, ph2, pw2 = g.conv2
+    n, c0, c2, bias = g.n, g.c0, g.c2, g.bias
+    (h1, w1), (h2, w2) = g.hw1, g.hw2
     kind = {"dtype": x.dtype, "device": x.device}
     reads_rows = _reads_1d(h1, kh2, dh2, sh2, ph2, h2)
     reads_cols = torch.tensor(_reads_1d(w1, kw2, dw2, sw2, pw2, w2), **kind)
@@ -237,8 +142,7 @@ def _tiny(x: torch.Tensor, conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d,
         rr = torch.arange(h2, device=x.device) * sh2 + top
         cc = torch.arange(w2, device=x.device) * sw2 + left
         keep_r, keep_c = (rr >= 0) & (rr < hv), (cc >= 0) & (cc < wv)
-        up[:, :, rr[keep_r][:, None], cc[keep_c][None, :]] = (
-            v_goal[:, :, keep_r][:, :, :, keep_c])
+        up[:, :, rr[keep_r][:, None], cc[keep_c][None, :]] = v_goal[:, :, keep_r][:, :, :, keep_c]
     dx = c0 * kw1 + bias  # x unfolded along the width, plus a constant channel for the bias
     dv = c2 * kw2
     halo = max(dh1 * (kh1 - 1), dh2 * (kh2 - 1))
@@ -253,8 +157,9 @@ def _tiny(x: torch.Tensor, conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d,
             q1 = min(h1, q0 + band)
             x_rows = (q1 - q0 - 1) * sh1 + dh1 * (kh1 - 1) + 1
             xw = torch.empty((dx, x_rows, i1 - i0, w1), **kind)
-            _width_unfold(xw[: c0 * kw1].unflatten(0, (c0, kw1)), padded[i0:i1], kw1, dw1,
-                          sw1, q0 * sh1)
+            _width_unfold(
+                xw[: c0 * kw1].unflatten(0, (c0, kw1)), padded[i0:i1], kw1, dw1, sw1, q0 * sh1
+            )
             if bias:
                 xw[-1].fill_(1)
             xw.mul_(root)
@@ -268,14 +173,7 @@ def _tiny(x: torch.Tensor, conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d,
     # S (A, A) with a = (c, u, w), the bias last; N (A, C[+1] E) with column c E + e.
     a_main = c0 * kh1 * kw1
     s = torch.empty((a_main + bias, a_main + bias), **kind)
-    s6 = s[:a_main, :a_main].view(c0, kh1, kw1, c0, kh1, kw1)
-    for u in range(kh1):
-        for u2 in range(u, kh1):
-            block = s_blocks[(dh1 * u, dh1 * u2)][: c0 * kw1, : c0 * kw1]
-            block = block.reshape(c0, kw1, c0, kw1)
-            s6[:, u, :, :, u2, :] = block
-            if u2 != u:
-                s6[:, u2, :, :, u, :] = block.permute(2, 3, 0, 1)
+    _assemble(s[:a_main, :a_main].view(c0, kh1, kw1, c0, kh1, kw1), s_blocks, dh1)
     if bias:
         for u in range(kh1):
             row = s_blocks[(0, dh1 * u)][-1, : c0 * kw1].reshape(c0, kw1)
@@ -293,9 +191,9 @@ def _tiny(x: torch.Tensor, conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d,
     return s, n_out.reshape(a_main + bias, c2 * kh2 * kw2)
 
 
-def _full(x: torch.Tensor, conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d,
-          v_goal: torch.Tensor, hw1: tuple[int, int], chunk_elements: int
-          ) -> tuple[torch.Tensor, torch.Tensor]:
+def _full(
+    x: torch.Tensor, v_goal: torch.Tensor, g: PairGeometry, chunk_elements: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """S_full, N_full by row products of B unfolded along the width with conv2's kernel.
 
     With R[(a, w), p, t] = B̃[a, p, t s' + d' w] (B̃: B with conv2's zero padding),
@@ -303,13 +201,10 @@ def _full(x: torch.Tensor, conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d,
     ``N_full[(a, u, w), c] = Σ_r R[(a, w), r s + d u] v[c, r]`` (sums also over samples and
     columns). B and R are built a band of samples and output rows at a time.
     """
-    kh1, kw1, dh1, dw1, sh1, sw1, ph1, pw1 = _geometry_of(conv1)
-    kh2, kw2, dh2, dw2, sh2, sw2, ph2, pw2 = _geometry_of(conv2)
-    n, c0 = x.shape[:2]
-    h1, w1 = hw1
-    h2, w2 = conv_output_size(hw1, conv2)
-    c2 = conv2.out_channels
-    bias = conv1.bias is not None
+    kh1, kw1, dh1, dw1, sh1, sw1, ph1, pw1 = g.conv1
+    kh2, kw2, dh2, dw2, sh2, sw2, ph2, pw2 = g.conv2
+    n, c0, c2, bias = g.n, g.c0, g.c2, g.bias
+    (h1, w1), (h2, w2) = g.hw1, g.hw2
     kind = {"dtype": x.dtype, "device": x.device}
     a = c0 * kh1 * kw1 + bias
     d2 = a * kw2
@@ -328,12 +223,13 @@ def _full(x: torch.Tensor, conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d,
             q0, q1 = max(0, p0 - ph2), min(h1, p1 - ph2)  # of which inside B
             b = torch.zeros((i1 - i0, a, p1 - p0, w1 + 2 * pw2), **kind)
             if q1 > q0:
-                inner = b[:, :, q0 + ph2 - p0: q1 + ph2 - p0, pw2: pw2 + w1]
+                inner = b[:, :, q0 + ph2 - p0 : q1 + ph2 - p0, pw2 : pw2 + w1]
                 s0, s1, s2, s3 = padded.stride()
                 source = padded.as_strided(
                     (i1 - i0, c0, kh1, kw1, q1 - q0, w1),
                     (s0, s1, dh1 * s2, dw1 * s3, sh1 * s2, sw1 * s3),
-                    padded.storage_offset() + i0 * s0 + q0 * sh1 * s2)
+                    padded.storage_offset() + i0 * s0 + q0 * sh1 * s2,
+                )
                 inner[:, : c0 * kh1 * kw1].unflatten(1, (c0, kh1, kw1)).copy_(source)
                 if bias:
                     inner[:, -1].fill_(1)
@@ -346,12 +242,7 @@ def _full(x: torch.Tensor, conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d,
             _row_products(r, v, n_pairs, r1 - r0, sh2, 1, n_blocks)
     e = kh2 * kw2
     s6 = torch.empty((a, kh2, kw2, a, kh2, kw2), **kind)
-    for u in range(kh2):
-        for u2 in range(u, kh2):
-            block = s_blocks[(dh2 * u, dh2 * u2)].reshape(a, kw2, a, kw2)
-            s6[:, u, :, :, u2, :] = block
-            if u2 != u:
-                s6[:, u2, :, :, u, :] = block.permute(2, 3, 0, 1)
+    _assemble(s6, s_blocks, dh2)
     n4 = torch.empty((a, kh2, kw2, c2), **kind)
     for u in range(kh2):
         n4[:, u] = n_blocks[(dh2 * u, 0)].reshape(a, kw2, c2)
@@ -361,9 +252,15 @@ def _full(x: torch.Tensor, conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d,
 CHUNK_ELEMENTS = 2**22
 
 
-def statistics(x: torch.Tensor, conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d,
-               v_goal: torch.Tensor, kind: str = "tiny", *,
-               chunk_elements: int = CHUNK_ELEMENTS) -> tuple[torch.Tensor, torch.Tensor]:
+def statistics(
+    x: torch.Tensor,
+    conv1: torch.nn.Conv2d,
+    conv2: torch.nn.Conv2d,
+    v_goal: torch.Tensor,
+    kind: str = "tiny",
+    *,
+    chunk_elements: int = CHUNK_ELEMENTS,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Statistics S and N of one batch (sums over samples and positions).
 
     Parameters
@@ -390,11 +287,22 @@ def statistics(x: torch.Tensor, conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d,
     """
     kind = _check_kind(kind)
     check_positive_int("chunk_elements", chunk_elements)
-    hw1, v_goal = _check_goal(x, conv1, conv2, v_goal)
+    geometry = check_goal(x, conv1, conv2, v_goal)
+    return _statistics(x, v_goal, geometry, kind, chunk_elements)
+
+
+def _statistics(
+    x: torch.Tensor,
+    v_goal: torch.Tensor,
+    geometry: PairGeometry,
+    kind: str = "tiny",
+    chunk_elements: int = CHUNK_ELEMENTS,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`statistics` without the checks."""
     with torch.no_grad():
         if kind == "tiny":
-            return _tiny(x, conv1, conv2, v_goal, hw1, chunk_elements)
-        return _full(x, conv1, conv2, v_goal, hw1, chunk_elements)
+            return _tiny(x, v_goal, geometry, chunk_elements)
+        return _full(x, v_goal, geometry, chunk_elements)
 
 
 class StatisticsAccumulator:
@@ -472,111 +380,9 @@ class StatisticsAccumulator:
             return self
         if self.S is None:
             raise RuntimeError("synchronize() before any update(): nothing to reduce")
-        count = torch.tensor([float(self.n_samples)], dtype=torch.float64,
-                             device=self.S.device)
+        count = torch.tensor([float(self.n_samples)], dtype=torch.float64, device=self.S.device)
         for tensor in (self.S, self.N, self.v_sq_norm, count):
             torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.SUM)
         self.n_samples = int(count.item())
         self._synchronized = True
         return self
-
-
-def n_full_to_tiny(n_full: torch.Tensor, e: int) -> torch.Tensor:
-    """Rearrange N_full (A E, C) into N_tiny (A, C E): the same numbers."""
-    n_full = check_matrix("n_full", n_full)
-    if n_full.shape[0] % e:
-        raise ValueError(f"n_full has {n_full.shape[0]} rows, not a multiple of E = {e}")
-    a, c = n_full.shape[0] // e, n_full.shape[1]
-    return n_full.reshape(a, e, c).permute(0, 2, 1).reshape(a, c * e)
-
-
-def n_tiny_to_full(n_tiny: torch.Tensor, e: int) -> torch.Tensor:
-    """Rearrange N_tiny (A, C E) into N_full (A E, C)."""
-    n_tiny = check_matrix("n_tiny", n_tiny)
-    if n_tiny.shape[1] % e:
-        raise ValueError(f"n_tiny has {n_tiny.shape[1]} columns, not a multiple of E = {e}")
-    a, c = n_tiny.shape[0], n_tiny.shape[1] // e
-    return n_tiny.reshape(a, c, e).permute(0, 2, 1).reshape(a * e, c)
-
-
-def s_tiny_from_full(s_full: torch.Tensor, e: int) -> torch.Tensor:
-    """``S_tiny = Σ_e S_full[(·, e), (·, e)]``: the diagonal blocks summed.
-
-    Parameters
-    ----------
-    s_full : torch.Tensor
-        (A E, A E)
-    e : int
-        number of kernel positions E of conv2
-
-    Returns
-    -------
-    torch.Tensor
-        (A, A)
-    """
-    s_full = check_matrix("s_full", s_full)
-    if s_full.shape[0] != s_full.shape[1] or s_full.shape[0] % e:
-        raise ValueError(f"s_full must be square of size A*E with E = {e}, "
-                         f"got shape {tuple(s_full.shape)}")
-    a = s_full.shape[0] // e
-    return torch.einsum("aebe -> ab", s_full.reshape(a, e, a, e))
-
-
-def theta_to_tiny(theta: torch.Tensor) -> torch.Tensor:
-    """Θ (A, E, C) as the (A) × (C E) matrix whose rank counts channels (column c E + e)."""
-    theta = check_tensor("theta", theta)
-    if theta.dim() != 3:
-        raise ValueError(f"theta must have shape (A, E, C), got {tuple(theta.shape)}")
-    return theta.permute(0, 2, 1).reshape(theta.shape[0], -1)
-
-
-def theta_from_tiny(theta_tiny: torch.Tensor, e: int) -> torch.Tensor:
-    """Inverse of :func:`theta_to_tiny`: (A, C E) -> (A, E, C)."""
-    theta_tiny = check_matrix("theta_tiny", theta_tiny)
-    if theta_tiny.shape[1] % e:
-        raise ValueError(f"theta_tiny has {theta_tiny.shape[1]} columns, not a multiple of "
-                         f"E = {e}")
-    a, c = theta_tiny.shape[0], theta_tiny.shape[1] // e
-    return theta_tiny.reshape(a, c, e).permute(0, 2, 1)
-
-
-def objective(theta: torch.Tensor, s_full: torch.Tensor, n_full: torch.Tensor,
-              v_sq_norm: float | torch.Tensor = 0.0) -> torch.Tensor:
-    """True least-squares objective ``‖v‖² − 2⟨N_full, Θ⟩ + ⟨Θ, S_full Θ⟩``.
-
-    Equals ``‖v_goal − conv2_ω(conv1_α(x))‖²`` for the Θ of the new neurons.
-
-    Parameters
-    ----------
-    theta : torch.Tensor
-        Θ, shape (A, E, C) or (A E, C)
-    s_full, n_full : torch.Tensor
-        (A E, A E) and (A E, C)
-    v_sq_norm : float | torch.Tensor
-        ‖v_goal‖²; with the default 0 the result is the objective minus that constant
-
-    Returns
-    -------
-    torch.Tensor
-        0-d tensor
-    """
-    theta = check_tensor("theta", theta)
-    theta = theta.reshape(-1, theta.shape[-1])
-    s_full = check_matrix("s_full", s_full, (theta.shape[0], theta.shape[0]))
-    n_full = check_matrix("n_full", n_full, tuple(theta.shape))
-    return v_sq_norm - 2 * (n_full * theta).sum() + (theta * (s_full @ theta)).sum()
-
-
-def tiny_objective(theta_tiny: torch.Tensor, s_tiny: torch.Tensor, n_tiny: torch.Tensor,
-                   v_sq_norm: float | torch.Tensor = 0.0) -> torch.Tensor:
-    """TINY's surrogate ``‖v‖² − 2⟨N_tiny, Θ_t⟩ + ⟨Θ_t, S_tiny Θ_t⟩`` with Θ_t (A, C E).
-
-    Its exact minimizer under rank ≤ k is the closed form of
-    :func:`convtools.optimal_added_parameters`; it equals :func:`objective` only when conv2
-    is 1×1.
-    """
-    theta_tiny = check_matrix("theta_tiny", theta_tiny)
-    s_tiny = check_matrix("s_tiny", s_tiny, (theta_tiny.shape[0], theta_tiny.shape[0]))
-    n_tiny = check_matrix("n_tiny", n_tiny, tuple(theta_tiny.shape))
-    return (v_sq_norm - 2 * (n_tiny * theta_tiny).sum()
-            + (theta_tiny * (s_tiny @ theta_tiny)).sum())

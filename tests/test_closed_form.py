@@ -1,11 +1,10 @@
-"""Tests of convtools.solvers: closed form vs gromo, PSD solves, one-layer update, exact."""
+"""Tests of convtools.closed_form: closed form vs gromo, PSD solves, one-layer update."""
 
 import pytest
 import torch
 from gromo.utils.tools import compute_optimal_added_parameters
 
 import convtools as ct
-from _reference import planted_pair
 
 F64 = torch.float64
 
@@ -24,7 +23,8 @@ def test_closed_form_equals_gromo(dtype, max_neurons):
     s, n = s.to(dtype), n.to(dtype)
     alpha, omega, sigma = ct.optimal_added_parameters(s, n, 1e-6, 1e-3, max_neurons=max_neurons)
     g_alpha, g_omega, g_sigma = compute_optimal_added_parameters(
-        s, n, 1e-6, 1e-3, maximum_added_neurons=max_neurons)
+        s, n, 1e-6, 1e-3, maximum_added_neurons=max_neurons
+    )
     tol = {"rtol": 1e-4, "atol": 1e-5} if dtype == torch.float32 else {}
     assert alpha.dtype == omega.dtype == sigma.dtype == dtype
     torch.testing.assert_close(alpha, g_alpha.T, **tol)
@@ -110,56 +110,6 @@ def test_projected_goal_is_orthogonal_to_every_update():
     assert v_perp.norm() < v.norm()
 
 
-def _tiny_start(x, conv1, conv2, v, k):
-    s, n = ct.statistics(x, conv1, conv2, v, kind="tiny")
-    alpha, omega, _ = ct.optimal_added_parameters(s, n, 1e-10, 0.0, max_neurons=k)
-    return alpha, omega
-
-
-@pytest.mark.parametrize("newton_size", [3000, 0])
-def test_exact_history_never_increases_and_beats_tiny(newton_size):
-    x, conv1, conv2, v = planted_pair(k_true=3)
-    v = v + 0.3 * torch.randn_like(v)  # not exactly representable
-    s_full, n_full = ct.statistics(x, conv1, conv2, v, kind="full")
-    alpha0, omega0 = _tiny_start(x, conv1, conv2, v, 2)
-    v_sq = v.square().sum()
-    alpha, omega, history = ct.exact_neurons(s_full, n_full, alpha0, omega0, max_iter=50,
-                                             v_sq_norm=v_sq, newton_size=newton_size)
-    assert len(history) > 2
-    assert all(b <= a for a, b in zip(history, history[1:]))
-    e = ct.kernel_positions(conv2)
-    start = ct.objective(ct.theta_of_factors(alpha0, omega0, e), s_full, n_full, v_sq)
-    end = ct.objective(ct.theta_of_factors(alpha, omega, e), s_full, n_full, v_sq)
-    torch.testing.assert_close(torch.tensor(history[0], dtype=F64), start)
-    torch.testing.assert_close(torch.tensor(history[-1], dtype=F64), end)
-    assert float(end) < 0.99 * float(start)
-
-
-@pytest.mark.parametrize("newton_size", [600, 0])  # Gauss-Newton, variable projection
-def test_exact_recovers_a_planted_pair_where_tiny_does_not(newton_size):
-    x, conv1, conv2, v = planted_pair(k_true=3)
-    s_full, n_full = ct.statistics(x, conv1, conv2, v, kind="full")
-    alpha0, omega0 = _tiny_start(x, conv1, conv2, v, 3)
-    v_sq = v.square().sum()
-    e = ct.kernel_positions(conv2)
-    alpha, omega, _ = ct.exact_neurons(s_full, n_full, alpha0, omega0, v_sq_norm=v_sq,
-                                       newton_size=newton_size)
-    residual = float(ct.objective(ct.theta_of_factors(alpha, omega, e), s_full, n_full, v_sq))
-    tiny = float(ct.objective(ct.theta_of_factors(alpha0, omega0, e), s_full, n_full, v_sq))
-    assert (max(residual, 0.0) / float(v_sq)) ** 0.5 < 1e-6
-    assert (tiny / float(v_sq)) ** 0.5 > 1e-2
-
-
-def test_exact_is_never_worse_than_its_start():
-    x, conv1, conv2, v = planted_pair(k_true=2)
-    s_full, n_full = ct.statistics(x, conv1, conv2, v, kind="full")
-    alpha0, omega0 = _tiny_start(x, conv1, conv2, v, 2)
-    # start at the optimum: nothing to gain, and nothing may be lost
-    alpha1, omega1, _ = ct.exact_neurons(s_full, n_full, alpha0, omega0)
-    _, _, history = ct.exact_neurons(s_full, n_full, alpha1, omega1, max_iter=5)
-    assert history[-1] <= history[0]
-
-
 def test_solver_bad_inputs():
     s, _ = _random_spd(4)
     n = torch.zeros(4, 2, dtype=F64)
@@ -177,12 +127,5 @@ def test_solver_bad_inputs():
         ct.optimal_added_parameters(s * float("nan"), n)
     with pytest.raises(ValueError, match="rhs must have shape"):
         ct.solve_psd(s, torch.zeros(3, dtype=F64))
-    with pytest.raises(ValueError, match="not a multiple of A"):
-        ct.exact_neurons(torch.eye(10, dtype=F64), torch.zeros(10, 2, dtype=F64),
-                         torch.zeros(3, 1, dtype=F64), torch.zeros(1, 6, dtype=F64))
-    with pytest.raises(ValueError, match=r"omega0 must have shape \(1, 6\)"):
-        ct.exact_neurons(torch.eye(9, dtype=F64), torch.zeros(9, 2, dtype=F64),
-                         torch.zeros(3, 1, dtype=F64), torch.zeros(1, 5, dtype=F64))
     with pytest.raises(ValueError, match="v_goal must have the shape of conv"):
-        ct.optimal_delta(torch.zeros(1, 2, 5, 5), torch.nn.Conv2d(2, 3, 3),
-                         torch.zeros(1, 3, 5, 5))
+        ct.optimal_delta(torch.zeros(1, 2, 5, 5), torch.nn.Conv2d(2, 3, 3), torch.zeros(1, 3, 5, 5))
