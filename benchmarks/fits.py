@@ -24,17 +24,32 @@ MB = 2**20
 ACTIVATION_ROUTES = ("tiny_closed_form", "fit_through_activation")
 
 
-def _teacher_goal(x: Any, cfg: dict, channels: int, noise: float, seed: int,
-                  activation: Any = None) -> Any:
+def _teacher_goal(
+    x: Any, cfg: dict, channels: int, noise: float, seed: int, activation: Any = None
+) -> Any:
     """v_goal made by a random teacher conv pair with ``channels`` channels, plus noise."""
     import torch  # noqa: PLC0415
 
     g = torch.Generator().manual_seed(seed)
     dt = x.dtype
-    t1 = torch.nn.Conv2d(cfg["c0"], channels, cfg["k1"], padding=cfg["p1"], stride=cfg["s1"],
-                         dilation=cfg["d1"], bias=cfg["bias"]).to(dt)
-    t2 = torch.nn.Conv2d(channels, cfg["c2"], cfg["k2"], padding=cfg["p2"], stride=cfg["s2"],
-                         dilation=cfg["d2"], bias=False).to(dt)
+    t1 = torch.nn.Conv2d(
+        cfg["c0"],
+        channels,
+        cfg["k1"],
+        padding=cfg["p1"],
+        stride=cfg["s1"],
+        dilation=cfg["d1"],
+        bias=cfg["bias"],
+    ).to(dt)
+    t2 = torch.nn.Conv2d(
+        channels,
+        cfg["c2"],
+        cfg["k2"],
+        padding=cfg["p2"],
+        stride=cfg["s2"],
+        dilation=cfg["d2"],
+        bias=False,
+    ).to(dt)
     with torch.no_grad():
         h = t1(x)
         v = t2(h if activation is None else activation(h))
@@ -57,20 +72,27 @@ def job_exact(cfg: dict, k: int, max_iter: int, tol: float, plan: TimingPlan) ->
         history: list[float] = []
 
         def solve() -> Any:
-            _, _, hist = ct.exact_neurons(s_f, n_f, alpha0, omega0, max_iter=max_iter, tol=tol,
-                                          v_sq_norm=v_sq)
+            _, _, hist = ct.exact_neurons(
+                s_f, n_f, alpha0, omega0, max_iter=max_iter, tol=tol, v_sq_norm=v_sq
+            )
             history[:] = [float(t) for t in hist]
 
         with KernelPeakMemory() as mem:
             solve()
         res = time_single(solve, plan, "exact_neurons")
-    res.update(peak_mb=mem.delta / MB, peak_reset=mem.reset, max_iter=max_iter, tol=tol,
-               sweeps=len(history), objective_first=history[0] if history else None,
-               objective_last=history[-1] if history else None,
-               # history = start + one entry per accepted iteration: stopping before
-               # max_iter means the improvement criterion (or a refused step) ended it
-               converged=bool(len(history) - 1 < max_iter),
-               monotone=all(b <= a * (1 + 1e-9) + 1e-12 for a, b in zip(history, history[1:])))
+    res.update(
+        peak_mb=mem.delta / MB,
+        peak_reset=mem.reset,
+        max_iter=max_iter,
+        tol=tol,
+        sweeps=len(history),
+        objective_first=history[0] if history else None,
+        objective_last=history[-1] if history else None,
+        # history = start + one entry per accepted iteration: stopping before
+        # max_iter means the improvement criterion (or a refused step) ended it
+        converged=bool(len(history) - 1 < max_iter),
+        monotone=all(b <= a * (1 + 1e-9) + 1e-12 for a, b in zip(history, history[1:])),
+    )
     if res["time_s"] > 30:  # too slow to repeat end to end
         return res
     t0 = time.perf_counter()
@@ -99,8 +121,9 @@ def digits_28(n: int, dtype: Any) -> Any:
     return (x - x.mean()) / x.std()
 
 
-def _residual_through(x: Any, v: Any, conv1: Any, conv2: Any, alpha: Any, omega: Any,
-                      activation: Any) -> float:
+def _residual_through(
+    x: Any, v: Any, conv1: Any, conv2: Any, alpha: Any, omega: Any, activation: Any
+) -> float:
     """‖v − new_conv2(σ(new_conv1(x)))‖ / ‖v‖ for the neurons (α, ω)."""
     import torch  # noqa: PLC0415
 
@@ -141,10 +164,10 @@ def job_activation(cfg: dict, k: int, max_iter: int | None, plan: TimingPlan) ->
     dt = torch_dtype(cfg["dtype"])
     torch.manual_seed(cfg["seed"])
     x = digits_28(cfg["n"], dt)
-    conv1 = torch.nn.Conv2d(cfg["c0"], cfg["c1"], cfg["k1"], padding=cfg["p1"],
-                            bias=cfg["bias"]).to(dt)
-    conv2 = torch.nn.Conv2d(cfg["c1"], cfg["c2"], cfg["k2"], padding=cfg["p2"],
-                            bias=False).to(dt)
+    conv1 = torch.nn.Conv2d(
+        cfg["c0"], cfg["c1"], cfg["k1"], padding=cfg["p1"], bias=cfg["bias"]
+    ).to(dt)
+    conv2 = torch.nn.Conv2d(cfg["c1"], cfg["c2"], cfg["k2"], padding=cfg["p2"], bias=False).to(dt)
     v = _teacher_goal(x, cfg, k, 0.1, cfg["seed"] + 1, activation=torch.relu)
     fit, missing = _activation_fit()
     out: dict = {"point": {}}
@@ -168,11 +191,13 @@ def job_activation(cfg: dict, k: int, max_iter: int | None, plan: TimingPlan) ->
     routes = time_interleaved(calls, plan)
     if fit is None:
         routes["fit_through_activation"] = {"status": "skipped", "reason": missing}
-    quality = {"tiny_rel_residual_relu": _residual_through(x, v, conv1, conv2, alpha0, omega0,
-                                                           torch.relu)}
+    quality = {
+        "tiny_rel_residual_relu": _residual_through(x, v, conv1, conv2, alpha0, omega0, torch.relu)
+    }
     point = out["point"]
     if point:
         quality["fit_rel_residual_relu"] = _residual_through(
-            x, v, conv1, conv2, point["alpha"], point["omega"], torch.relu)
+            x, v, conv1, conv2, point["alpha"], point["omega"], torch.relu
+        )
         quality["fit_iterations"] = point["iterations"]
     return {"status": "ok", "routes": routes, "quality": quality}

@@ -220,8 +220,9 @@ class KernelPeakMemory:
         self.delta = max(0.0, peak_rss_bytes() - self.base)
 
 
-def measure(fn: Callable[..., Any], *args: Any, repeats: int = 3,
-            device: Any = "cpu") -> tuple[float, float]:
+def measure(
+    fn: Callable[..., Any], *args: Any, repeats: int = 3, device: Any = "cpu"
+) -> tuple[float, float]:
     """Fastest time and memory of ``fn(*args)``.
 
     One call measures the memory: on a CUDA device the allocator's peak above what was
@@ -281,8 +282,9 @@ def measure(fn: Callable[..., Any], *args: Any, repeats: int = 3,
     return min(times), memory
 
 
-def _child(conn: Any, fn: Callable[..., dict], kwargs: dict, threads: int | None,
-           seed: int | None) -> None:
+def _child(
+    conn: Any, fn: Callable[..., dict], kwargs: dict, threads: int | None, seed: int | None
+) -> None:
     try:
         if threads is not None or seed is not None:
             import torch  # noqa: PLC0415
@@ -294,17 +296,25 @@ def _child(conn: Any, fn: Callable[..., dict], kwargs: dict, threads: int | None
         result = fn(**kwargs)
     except BaseException as exc:  # noqa: BLE001  (report anything, MemoryError included)
         tb = traceback.format_exc(limit=3).strip().splitlines()
-        result = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"[:300],
-                  "traceback": tb[-3:]}
+        result = {
+            "status": "error",
+            "reason": f"{type(exc).__name__}: {exc}"[:300],
+            "traceback": tb[-3:],
+        }
     try:
         conn.send(result)
     finally:
         conn.close()
 
 
-def run_isolated(fn: Callable[..., dict], kwargs: dict | None = None, *,
-                 timeout: float = 600.0, threads: int | None = None,
-                 seed: int | None = None) -> dict:
+def run_isolated(
+    fn: Callable[..., dict],
+    kwargs: dict | None = None,
+    *,
+    timeout: float = 600.0,
+    threads: int | None = None,
+    seed: int | None = None,
+) -> dict:
     """Run ``fn(**kwargs)`` in a child process forked from this one; return its dict.
 
     Every measurement gets a process of its own, so that no allocation of one can hide in
@@ -337,8 +347,7 @@ def run_isolated(fn: Callable[..., dict], kwargs: dict | None = None, *,
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     ctx = mp.get_context(method)
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(send, fn, kwargs or {}, threads, seed),
-                       daemon=True)
+    proc = ctx.Process(target=_child, args=(send, fn, kwargs or {}, threads, seed), daemon=True)
     proc.start()
     send.close()
     result = None
@@ -352,7 +361,9 @@ def run_isolated(fn: Callable[..., dict], kwargs: dict | None = None, *,
         result = {"status": "error", "reason": f"timeout after {timeout:.0f} s"}
     proc.join()
     if result is None:
-        result = {"status": "error",
-                  "reason": f"child died (exit code {proc.exitcode}; -9 means killed, e.g. "
-                            "out of memory)"}
+        result = {
+            "status": "error",
+            "reason": f"child died (exit code {proc.exitcode}; -9 means killed, e.g. "
+            "out of memory)",
+        }
     return result

@@ -14,21 +14,52 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["config", "crop_dataset", "dims", "estimate", "make_convs", "make_problem",
-           "sample_photos", "torch_dtype"]
+__all__ = [
+    "config",
+    "crop_dataset",
+    "dims",
+    "estimate",
+    "make_convs",
+    "make_problem",
+    "sample_photos",
+    "torch_dtype",
+]
 
 _GEOMETRY_DEFAULTS = {"k1": 3, "k2": 3, "p1": 1, "p2": 1, "s1": 1, "s2": 1, "d1": 1, "d2": 1}
 
 
-def config(n: int, c0: int, c1: int, c2: int, h: int, w: int, *, bias: bool = False,
-           dtype: str = "float32", seed: int = 0, data: str = "random", **geometry: int) -> dict:
+def config(
+    n: int,
+    c0: int,
+    c1: int,
+    c2: int,
+    h: int,
+    w: int,
+    *,
+    bias: bool = False,
+    dtype: str = "float32",
+    seed: int = 0,
+    data: str = "random",
+    **geometry: int,
+) -> dict:
     """A configuration dict; ``geometry`` overrides k1, k2, p1, p2, s1, s2, d1, d2."""
     unknown = set(geometry) - set(_GEOMETRY_DEFAULTS)
     if unknown:
         raise ValueError(f"unknown geometry keys {sorted(unknown)}")
-    return {"n": n, "c0": c0, "c1": c1, "c2": c2, "h": h, "w": w,
-            **_GEOMETRY_DEFAULTS, **geometry,
-            "bias": bias, "dtype": dtype, "seed": seed, "data": data}
+    return {
+        "n": n,
+        "c0": c0,
+        "c1": c1,
+        "c2": c2,
+        "h": h,
+        "w": w,
+        **_GEOMETRY_DEFAULTS,
+        **geometry,
+        "bias": bias,
+        "dtype": dtype,
+        "seed": seed,
+        "data": data,
+    }
 
 
 def torch_dtype(name: str) -> Any:
@@ -43,10 +74,24 @@ def make_convs(cfg: dict) -> tuple[Any, Any]:
     import torch  # noqa: PLC0415
 
     dt = torch_dtype(cfg["dtype"])
-    conv1 = torch.nn.Conv2d(cfg["c0"], cfg["c1"], cfg["k1"], padding=cfg["p1"],
-                            stride=cfg["s1"], dilation=cfg["d1"], bias=cfg["bias"]).to(dt)
-    conv2 = torch.nn.Conv2d(cfg["c1"], cfg["c2"], cfg["k2"], padding=cfg["p2"],
-                            stride=cfg["s2"], dilation=cfg["d2"], bias=False).to(dt)
+    conv1 = torch.nn.Conv2d(
+        cfg["c0"],
+        cfg["c1"],
+        cfg["k1"],
+        padding=cfg["p1"],
+        stride=cfg["s1"],
+        dilation=cfg["d1"],
+        bias=cfg["bias"],
+    ).to(dt)
+    conv2 = torch.nn.Conv2d(
+        cfg["c1"],
+        cfg["c2"],
+        cfg["k2"],
+        padding=cfg["p2"],
+        stride=cfg["s2"],
+        dilation=cfg["d2"],
+        bias=False,
+    ).to(dt)
     return conv1, conv2
 
 
@@ -94,8 +139,18 @@ def dims(cfg: dict) -> dict:
     h1, w1 = conv_output_size((cfg["h"], cfg["w"]), conv1)
     h2, w2 = conv_output_size((h1, w1), conv2)
     a = cfg["c0"] * cfg["k1"] ** 2 + (1 if cfg["bias"] else 0)
-    return {"A": a, "E": cfg["k2"] ** 2, "L": h1 * w1, "M": h2 * w2, "C": cfg["c2"],
-            "n": cfg["n"], "h1": h1, "w1": w1, "h2": h2, "w2": w2}
+    return {
+        "A": a,
+        "E": cfg["k2"] ** 2,
+        "L": h1 * w1,
+        "M": h2 * w2,
+        "C": cfg["c2"],
+        "n": cfg["n"],
+        "h1": h1,
+        "w1": w1,
+        "h2": h2,
+        "w2": w2,
+    }
 
 
 def estimate(cfg: dict, kind: str, method: str) -> tuple[float, float]:
@@ -109,11 +164,15 @@ def estimate(cfg: dict, kind: str, method: str) -> tuple[float, float]:
     t_size = m * e * l_
     x_size = n * m * e * a
     if method == "gromo":  # T, X = B T (plus one permuted copy), B
-        return (item * (t_size + 2 * x_size + n * a * l_),
-                2.0 * n * a * l_ * m * e + 2.0 * n * m * e * a * a + 2.0 * n * m * e * a * c)
+        return (
+            item * (t_size + 2 * x_size + n * a * l_),
+            2.0 * n * a * l_ * m * e + 2.0 * n * m * e * a * a + 2.0 * n * m * e * a * c,
+        )
     if method == "seed":
-        return (item * (t_size + 2 * x_size + (a * e) ** 2),
-                2.0 * n * a * l_ * m * e + 2.0 * n * m * (a * e) ** 2 + 2.0 * n * m * a * e * c)
+        return (
+            item * (t_size + 2 * x_size + (a * e) ** 2),
+            2.0 * n * a * l_ * m * e + 2.0 * n * m * (a * e) ** 2 + 2.0 * n * m * a * e * c,
+        )
     if method == "bare":
         if kind == "tiny":
             return item * (n * a * l_ + a * a), 2.0 * n * l_ * a * a
@@ -145,7 +204,7 @@ def crop_dataset(n_items: int, crop: int, seed: int) -> Any:
             p = int(torch.randint(0, self.photos.shape[0], (1,), generator=g))
             top = int(torch.randint(0, self.photos.shape[2] - crop + 1, (1,), generator=g))
             left = int(torch.randint(0, self.photos.shape[3] - crop + 1, (1,), generator=g))
-            img = self.photos[p, :, top:top + crop, left:left + crop].float() / 255.0
+            img = self.photos[p, :, top : top + crop, left : left + crop].float() / 255.0
             if bool(torch.rand((), generator=g) < 0.5):
                 img = img.flip(-1)
             return (img - 0.5) / 0.25

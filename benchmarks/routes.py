@@ -26,8 +26,7 @@ from benchmarks.memory import KernelPeakMemory, rss_bytes
 from benchmarks.problems import crop_dataset, dims, make_problem
 from benchmarks.timing import TimingPlan, time_interleaved
 
-__all__ = ["ROUTES", "checksum", "job_loader", "job_route_memory", "job_route_times",
-           "setup_route"]
+__all__ = ["ROUTES", "checksum", "job_loader", "job_route_memory", "job_route_times", "setup_route"]
 
 ROUTES = ("gromo", "seed", "convtools", "bare")
 MB = 2**20
@@ -54,8 +53,9 @@ def _unfold_ext(x: Any, conv: Any) -> Any:
     import torch  # noqa: PLC0415
     import torch.nn.functional as F  # noqa: PLC0415, N812
 
-    b = F.unfold(x, conv.kernel_size, dilation=conv.dilation, padding=conv.padding,
-                 stride=conv.stride)
+    b = F.unfold(
+        x, conv.kernel_size, dilation=conv.dilation, padding=conv.padding, stride=conv.stride
+    )
     if conv.bias is not None:
         b = torch.cat([b, torch.ones_like(b[:, :1])], dim=1)
     return b
@@ -116,8 +116,9 @@ def _bare_call(cfg: dict, kind: str, x: Any, conv1: Any, conv2: Any) -> Callable
         bf = b.transpose(0, 1).reshape(d["A"], -1).contiguous()  # (A, n L)
         return lambda: bf @ bf.T
     bimg = b.reshape(cfg["n"], d["A"], d["h1"], d["w1"])
-    u = F.unfold(bimg, conv2.kernel_size, dilation=conv2.dilation, padding=conv2.padding,
-                 stride=conv2.stride)  # (n, A E, M)
+    u = F.unfold(
+        bimg, conv2.kernel_size, dilation=conv2.dilation, padding=conv2.padding, stride=conv2.stride
+    )  # (n, A E, M)
     xf = u.transpose(1, 2).reshape(-1, d["A"] * d["E"]).contiguous()  # X_F
     return lambda: xf.T @ xf
 
@@ -161,8 +162,9 @@ def job_route_memory(cfg: dict, kind: str, method: str) -> dict:
             out = call()
         info["check"] = checksum(out)
         del out
-    info.update(status="ok", peak_mb=mem.delta / MB, baseline_mb=mem.base / MB,
-                peak_reset=mem.reset)
+    info.update(
+        status="ok", peak_mb=mem.delta / MB, baseline_mb=mem.base / MB, peak_reset=mem.reset
+    )
     return info
 
 
@@ -182,8 +184,9 @@ def job_route_times(cfg: dict, kind: str, methods: list[str], plan: TimingPlan) 
     return out
 
 
-def job_loader(kind: str, n_items: int, batch: int, crop: int, workers: int, bias: bool,
-               seed: int) -> dict:
+def job_loader(
+    kind: str, n_items: int, batch: int, crop: int, workers: int, bias: bool, seed: int
+) -> dict:
     """One pass of ``convtools.StatisticsAccumulator`` over a DataLoader of photo crops.
 
     v_goal is made per batch by a fixed random teacher pair (3 -> 4 -> 8 channels, ReLU).
@@ -198,8 +201,9 @@ def job_loader(kind: str, n_items: int, batch: int, crop: int, workers: int, bia
     conv2 = torch.nn.Conv2d(8, 8, 3, padding=1, bias=False)
     teacher1 = torch.nn.Conv2d(3, 4, 3, padding=1)
     teacher2 = torch.nn.Conv2d(4, 8, 3, padding=1)
-    loader = torch.utils.data.DataLoader(crop_dataset(n_items, crop, seed), batch_size=batch,
-                                         shuffle=False, num_workers=workers)
+    loader = torch.utils.data.DataLoader(
+        crop_dataset(n_items, crop, seed), batch_size=batch, shuffle=False, num_workers=workers
+    )
     with KernelPeakMemory() as mem, torch.no_grad():
         t0 = time.perf_counter()
         acc = ct.StatisticsAccumulator(conv1, conv2, kind=kind)
@@ -209,6 +213,13 @@ def job_loader(kind: str, n_items: int, batch: int, crop: int, workers: int, bia
             n_batches += 1
         acc.synchronize()  # no-op without torch.distributed
         elapsed = time.perf_counter() - t0
-    return {"status": "ok", "time_s": elapsed, "peak_mb": mem.delta / MB,
-            "baseline_mb": mem.base / MB, "peak_reset": mem.reset, "batches": n_batches,
-            "n_samples": int(acc.n_samples), "check": checksum((acc.S, acc.N))}
+    return {
+        "status": "ok",
+        "time_s": elapsed,
+        "peak_mb": mem.delta / MB,
+        "baseline_mb": mem.base / MB,
+        "peak_reset": mem.reset,
+        "batches": n_batches,
+        "n_samples": int(acc.n_samples),
+        "check": checksum((acc.S, acc.N)),
+    }

@@ -31,13 +31,11 @@ def plan_of(args: Args) -> TimingPlan:
 
 
 def _isolated(args: Args, job, **kwargs) -> dict:
-    return run_isolated(job, kwargs, timeout=args.timeout, threads=args.threads,
-                        seed=args.seed)
+    return run_isolated(job, kwargs, timeout=args.timeout, threads=args.threads, seed=args.seed)
 
 
 def _cfg(args: Args, n: int, c0: int, c1: int, c2: int, h: int, w: int, **extra) -> dict:
-    return config(n, c0, c1, c2, h, w, bias=args.bias, dtype=args.dtype, seed=args.seed,
-                  **extra)
+    return config(n, c0, c1, c2, h, w, bias=args.bias, dtype=args.dtype, seed=args.seed, **extra)
 
 
 def progress(rec: dict) -> None:
@@ -61,22 +59,34 @@ def _skip_reason(args: Args, method: str, mem: float, flop: float) -> str | None
     return None
 
 
-def route_records(args: Args, section: str, cfg: dict, kind: str,
-                  methods: list[str]) -> list[dict]:
+def route_records(args: Args, section: str, cfg: dict, kind: str, methods: list[str]) -> list[dict]:
     """Records of several routes of one configuration: times together, memory apart."""
     recs = []
     for method in methods:
         mem, flop = estimate(cfg, kind, method)
-        rec = {"section": section, "kind": kind, "method": method, **cfg,
-               "est_gb": mem / 1e9, "est_gflop": flop / 1e9, "status": "ok"}
+        rec = {
+            "section": section,
+            "kind": kind,
+            "method": method,
+            **cfg,
+            "est_gb": mem / 1e9,
+            "est_gflop": flop / 1e9,
+            "status": "ok",
+        }
         reason = _skip_reason(args, method, mem, flop)
         if reason:
             rec.update(status="skipped", reason=reason)
         recs.append(rec)
     todo = [r for r in recs if r["status"] == "ok"]
     if todo:
-        times = _isolated(args, job_route_times, cfg=cfg, kind=kind,
-                          methods=[r["method"] for r in todo], plan=plan_of(args))
+        times = _isolated(
+            args,
+            job_route_times,
+            cfg=cfg,
+            kind=kind,
+            methods=[r["method"] for r in todo],
+            plan=plan_of(args),
+        )
         for r in todo:
             if r["method"] not in times:  # the child failed as a whole
                 r.update(status="error", reason=times.get("reason", "no result"))
@@ -115,8 +125,9 @@ def section_exact(args: Args, records: list) -> None:
     cfg = _cfg(args, 16, 16, 16, 16, 32, 32)
     cfg["dtype"] = "float64"
     rec = {"section": "exact", "kind": "full", "method": "exact_neurons", **cfg, "k": 4}
-    rec.update(_isolated(args, job_exact, cfg=cfg, k=4, max_iter=500, tol=1e-10,
-                         plan=plan_of(args)))
+    rec.update(
+        _isolated(args, job_exact, cfg=cfg, k=4, max_iter=500, tol=1e-10, plan=plan_of(args))
+    )
     progress(rec)
     records.append(rec)
 
@@ -126,30 +137,55 @@ def section_loader(args: Args, records: list) -> None:
     for kind in ("tiny", "full"):
         for factor in (1, 10):
             n_items = args.loader_items * factor
-            rec = {"section": "loader", "kind": kind, "method": "accumulator",
-                   "n_items": n_items, "batch": 16, "crop": 64, "workers": 0}
-            rec.update(_isolated(args, job_loader, kind=kind, n_items=n_items, batch=16,
-                                 crop=64, workers=0, bias=args.bias, seed=args.seed))
+            rec = {
+                "section": "loader",
+                "kind": kind,
+                "method": "accumulator",
+                "n_items": n_items,
+                "batch": 16,
+                "crop": 64,
+                "workers": 0,
+            }
+            rec.update(
+                _isolated(
+                    args,
+                    job_loader,
+                    kind=kind,
+                    n_items=n_items,
+                    batch=16,
+                    crop=64,
+                    workers=0,
+                    bias=args.bias,
+                    seed=args.seed,
+                )
+            )
             progress(rec)
             records.append(rec)
 
 
 def section_activation(args: Args, records: list) -> None:
-    print("activation: fit through a ReLU, k=8, 1000 digits 28x28, 1->8->16", flush=True)
-    cfg = config(1000, 1, 8, 16, 28, 28, bias=True, dtype="float32", seed=args.seed,
-                 data="digits")
-    res = _isolated(args, job_activation, cfg=cfg, k=8, max_iter=args.activation_iters,
-                    plan=plan_of(args))
+    # the network of chapters 07 and 08: conv1 1 -> 4, conv2 4 -> 8 (the fit costs k and C[+1])
+    print("activation: fit through a ReLU, k=8, 1000 digits 28x28, 1->4->8", flush=True)
+    cfg = config(1000, 1, 4, 8, 28, 28, bias=True, dtype="float32", seed=args.seed, data="digits")
+    res = _isolated(
+        args, job_activation, cfg=cfg, k=8, max_iter=args.activation_iters, plan=plan_of(args)
+    )
     routes = res.get("routes", {})
     for method in ACTIVATION_ROUTES:
         rec = {"section": "activation", "kind": "relu", "method": method, **cfg, "k": 8}
-        rec.update(routes.get(method, {"status": "error",
-                                       "reason": res.get("reason", "no result")}))
+        rec.update(
+            routes.get(method, {"status": "error", "reason": res.get("reason", "no result")})
+        )
         if method == "fit_through_activation":
             rec.update(res.get("quality", {}))
         progress(rec)
         records.append(rec)
 
 
-SECTIONS = {"sweep": section_sweep, "photo": section_photo, "exact": section_exact,
-            "loader": section_loader, "activation": section_activation}
+SECTIONS = {
+    "sweep": section_sweep,
+    "photo": section_photo,
+    "exact": section_exact,
+    "loader": section_loader,
+    "activation": section_activation,
+}

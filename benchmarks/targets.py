@@ -9,8 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["TARGETS", "TARGET_CFG", "check_agreement", "cpu_ratio", "evaluate_targets", "find",
-           "ratio", "verdict"]
+__all__ = [
+    "TARGETS",
+    "TARGET_CFG",
+    "check_agreement",
+    "cpu_ratio",
+    "evaluate_targets",
+    "find",
+    "ratio",
+    "verdict",
+]
 
 TARGET_CFG = {"n": 16, "c": 16, "size": 32}  # sweep point of the ratio goals (3x3, pad 1)
 TARGETS = {
@@ -64,10 +72,18 @@ def verdict(value: float | None, goal: float, sense: str) -> bool | None:
     return value >= goal if sense == ">=" else value <= goal
 
 
-def _target(name: str, value: float | None, goal: float, sense: str, text: str,
-            note: str = "") -> dict:
-    return {"target": name, "value": value, "goal": goal, "sense": sense,
-            "holds": verdict(value, goal, sense), "text": text, "note": note}
+def _target(
+    name: str, value: float | None, goal: float, sense: str, text: str, note: str = ""
+) -> dict:
+    return {
+        "target": name,
+        "value": value,
+        "goal": goal,
+        "sense": sense,
+        "holds": verdict(value, goal, sense),
+        "text": text,
+        "note": note,
+    }
 
 
 def _cpu_note(value: float | None) -> str:
@@ -78,20 +94,35 @@ def _sweep_targets(records: list[dict]) -> list[dict]:
     tc = TARGET_CFG
     cfgtxt = f"n={tc['n']}, C={tc['c']}, {tc['size']}x{tc['size']}, 3x3 pad 1"
     out = []
-    for kind, ref, refname, barename in (("tiny", "gromo", "gromo (T cached)", "B"),
-                                         ("full", "seed", "seed einsum", "X_F")):
+    for kind, ref, refname, barename in (
+        ("tiny", "gromo", "gromo (T cached)", "B"),
+        ("full", "seed", "seed einsum", "X_F"),
+    ):
         key = {"section": "sweep", "kind": kind, "n": tc["n"], "c0": tc["c"], "h": tc["size"]}
         ours = find(records, method="convtools", **key)
         r_ref = find(records, method=ref, **key)
         r_bare = find(records, method="bare", **key)
         name = f"{kind}_speedup_vs_{ref}"
-        out.append(_target(name, ratio(r_ref, ours), TARGETS[name], ">=",
-                           f"{kind} {cfgtxt}: {refname} / ours",
-                           _cpu_note(cpu_ratio(r_ref, ours))))
-        out.append(_target(f"{kind}_over_bare", ratio(ours, r_bare),
-                           TARGETS[f"{kind}_over_bare"], "<=",
-                           f"{kind} {cfgtxt}: ours / bare Gram of {barename}",
-                           _cpu_note(cpu_ratio(ours, r_bare))))
+        out.append(
+            _target(
+                name,
+                ratio(r_ref, ours),
+                TARGETS[name],
+                ">=",
+                f"{kind} {cfgtxt}: {refname} / ours",
+                _cpu_note(cpu_ratio(r_ref, ours)),
+            )
+        )
+        out.append(
+            _target(
+                f"{kind}_over_bare",
+                ratio(ours, r_bare),
+                TARGETS[f"{kind}_over_bare"],
+                "<=",
+                f"{kind} {cfgtxt}: ours / bare Gram of {barename}",
+                _cpu_note(cpu_ratio(ours, r_bare)),
+            )
+        )
     return out
 
 
@@ -111,9 +142,14 @@ def _activation_target(records: list[dict]) -> dict:
     note = "" if rel is None else f"{rel:.3g}x the closed-form TINY fit of the same run"
     if fit is not None and fit.get("status") == "skipped":
         note = f"skipped: {fit.get('reason')}"
-    return _target("activation_seconds", fit["time_s"] if _ok(fit) else None,
-                   TARGETS["activation_seconds"], "<=",
-                   "fit through the ReLU, k=8, 1000 digits 28x28, 1->8->16: seconds", note)
+    return _target(
+        "activation_seconds",
+        fit["time_s"] if _ok(fit) else None,
+        TARGETS["activation_seconds"],
+        "<=",
+        "fit through the ReLU, k=8, 1000 digits 28x28, 1->4->8: seconds",
+        note,
+    )
 
 
 def evaluate_targets(records: list[dict], loader_items: int) -> list[dict]:
@@ -131,20 +167,44 @@ def evaluate_targets(records: list[dict], loader_items: int) -> list[dict]:
     for kind in ("tiny", "full"):
         r = find(records, section="photo", kind=kind, method="convtools")
         ok = _ok(r) and "peak_mb" in r
-        out.append(_target(f"photo_{kind}_seconds", r["time_s"] if _ok(r) else None,
-                           TARGETS["photo_seconds"], "<=",
-                           f"photo 427x640 3->8->8 {kind}: seconds"))
-        out.append(_target(f"photo_{kind}_peak_mb", r["peak_mb"] if ok else None,
-                           TARGETS["photo_peak_mb"], "<=",
-                           f"photo 427x640 3->8->8 {kind}: peak MB"))
+        out.append(
+            _target(
+                f"photo_{kind}_seconds",
+                r["time_s"] if _ok(r) else None,
+                TARGETS["photo_seconds"],
+                "<=",
+                f"photo 427x640 3->8->8 {kind}: seconds",
+            )
+        )
+        out.append(
+            _target(
+                f"photo_{kind}_peak_mb",
+                r["peak_mb"] if ok else None,
+                TARGETS["photo_peak_mb"],
+                "<=",
+                f"photo 427x640 3->8->8 {kind}: peak MB",
+            )
+        )
     r = find(records, section="exact")
-    out.append(_target("exact_seconds", r["time_s"] if _ok(r) and r["converged"] else None,
-                       TARGETS["exact_seconds"], "<=",
-                       "exact solver C=16, 3x3/3x3, k=4, converged: seconds"))
+    out.append(
+        _target(
+            "exact_seconds",
+            r["time_s"] if _ok(r) and r["converged"] else None,
+            TARGETS["exact_seconds"],
+            "<=",
+            "exact solver C=16, 3x3/3x3, k=4, converged: seconds",
+        )
+    )
     for kind in ("tiny", "full"):
-        out.append(_target(f"loader_{kind}_growth", _loader_growth(records, kind, loader_items),
-                           TARGETS["loader_growth"], "<=",
-                           f"DataLoader {kind}: peak growth / data growth at 10x data"))
+        out.append(
+            _target(
+                f"loader_{kind}_growth",
+                _loader_growth(records, kind, loader_items),
+                TARGETS["loader_growth"],
+                "<=",
+                f"DataLoader {kind}: peak growth / data growth at 10x data",
+            )
+        )
     out.append(_activation_target(records))
     for r in records:
         if r.get("section") == "sweep" and r.get("method") == "convtools":
@@ -179,7 +239,9 @@ def check_agreement(records: list[dict], dtype: str) -> list[str]:
                     continue
                 scale = max(abs(b), r["check"].get(k.split("_")[0] + "_norm", 0.0), 1e-30)
                 if abs(a - b) > tol * scale:
-                    msgs.append(f"MISMATCH {r['section']} {r['kind']} {r['c0']}ch "
-                                f"{r['h']}x{r['w']} {k}: convtools {a:.6g} vs "
-                                f"{other['method']} {b:.6g}")
+                    msgs.append(
+                        f"MISMATCH {r['section']} {r['kind']} {r['c0']}ch "
+                        f"{r['h']}x{r['w']} {k}: convtools {a:.6g} vs "
+                        f"{other['method']} {b:.6g}"
+                    )
     return msgs

@@ -44,25 +44,35 @@ class TimingPlan:
     threads: int = 2
 
 
-def summarize(name: str, times: list[float], cpu: list[float] | None = None,
-              threads: int = 1) -> dict:
+def summarize(
+    name: str, times: list[float], cpu: list[float] | None = None, threads: int = 1
+) -> dict:
     """Record of the timed calls of one route (median, best, interquartile range)."""
     from torch.utils.benchmark import Measurement  # noqa: PLC0415
     from torch.utils.benchmark.utils.common import TaskSpec  # noqa: PLC0415
 
-    m = Measurement(number_per_run=1, raw_times=list(times),
-                    task_spec=TaskSpec(stmt=name, setup="", num_threads=threads))
-    return {"status": "ok", "time_s": m.median, "time_min_s": min(times),
-            "time_iqr_s": m.iqr, "repeats": len(times),
-            "cpu_s": sorted(cpu)[len(cpu) // 2] if cpu else None}
+    m = Measurement(
+        number_per_run=1,
+        raw_times=list(times),
+        task_spec=TaskSpec(stmt=name, setup="", num_threads=threads),
+    )
+    return {
+        "status": "ok",
+        "time_s": m.median,
+        "time_min_s": min(times),
+        "time_iqr_s": m.iqr,
+        "repeats": len(times),
+        "cpu_s": sorted(cpu)[len(cpu) // 2] if cpu else None,
+    }
 
 
 def _error(exc: BaseException) -> dict:
     return {"status": "error", "reason": f"{type(exc).__name__}: {exc}"[:300]}
 
 
-def _warm_up(calls: dict[str, Callable[[], Any]], out: dict
-             ) -> tuple[dict[str, float], dict[str, float]]:
+def _warm_up(
+    calls: dict[str, Callable[[], Any]], out: dict
+) -> tuple[dict[str, float], dict[str, float]]:
     """One call of each route: (wall, CPU) seconds; a route that raises is dropped."""
     warm, warm_cpu = {}, {}
     for name, call in list(calls.items()):
@@ -138,8 +148,7 @@ def time_single(call: Callable[[], Any], plan: TimingPlan, name: str = "call") -
     """
     from torch.utils.benchmark import Timer  # noqa: PLC0415
 
-    timer = Timer(stmt="call()", globals={"call": call}, num_threads=plan.threads,
-                  description=name)
+    timer = Timer(stmt="call()", globals={"call": call}, num_threads=plan.threads, description=name)
     m = timer.adaptive_autorange(threshold=0.1, min_run_time=0.01, max_run_time=plan.budget)
     rec = summarize(name, m.times, None, plan.threads)
     rec["time_min_s"] = min(m.times)

@@ -299,23 +299,9 @@ def fit_neurons(
     if activation is not None:
         activation = _check_activation(activation)
     geometry = check_goal(x, conv1, conv2, v_goal)
-    fit = _linear_fit(
-        x,
-        conv1,
-        conv2,
-        v_goal,
-        k,
-        method,
-        geometry,
-        penalty,
-        algorithm,
-        numerical_threshold,
-        statistical_threshold,
-        max_iter,
-        tol,
-        restarts,
-        generator,
-    )
+    solver = {"penalty": penalty, "algorithm": algorithm, "max_iter": max_iter, "tol": tol}
+    thresholds = (numerical_threshold, statistical_threshold)
+    fit = _linear_fit(x, v_goal, k, method, geometry, thresholds, solver, restarts, generator)
     if activation is None:
         return fit
     alpha, omega, history = _fit_through_activation(
@@ -324,44 +310,26 @@ def fit_neurons(
     return NeuronFit(alpha, omega, fit.sigma, fit.history, history)
 
 
-def _linear_fit(
-    x,
-    conv1,
-    conv2,
-    v_goal,
-    k,
-    method,
-    geometry,
-    penalty,
-    algorithm,
-    numerical_threshold,
-    statistical_threshold,
-    max_iter,
-    tol,
-    restarts,
-    generator,
-) -> NeuronFit:
-    """The neurons of the linear regime, by ``method`` (arguments already checked)."""
+def _linear_fit(x, v_goal, k, method, geometry, thresholds, solver, restarts, generator):
+    """The neurons of the linear regime, by ``method`` (arguments already checked).
+
+    ``thresholds`` is (numerical, statistical), each None for the default; ``solver`` holds
+    the exact solver's keyword arguments (penalty, algorithm, max_iter, tol).
+    """
     if method == "full":
         s_full, n_full = _statistics(x, v_goal, geometry, "full")
-        num, stat = _thresholds(s_full, numerical_threshold, statistical_threshold)
+        num, stat = _thresholds(s_full, *thresholds)
         alpha_full, omega_full, sigma = _optimal_added_parameters(s_full, n_full, num, stat, None)
         alpha, omega = _refactor_full(alpha_full, omega_full, geometry.e, k)
         return NeuronFit(alpha, omega, sigma)
     s, n = _statistics(x, v_goal, geometry, "tiny")
-    num, stat = _thresholds(s, numerical_threshold, statistical_threshold)
+    num, stat = _thresholds(s, *thresholds)
     alpha, omega, sigma = _optimal_added_parameters(s, n, num, stat, k)
     if method == "tiny":
         return NeuronFit(alpha, omega, sigma)
     s_full, n_full = _statistics(x, v_goal, geometry, "full")
     v_sq = v_goal.detach().double().square().sum()
-    options = {
-        "max_iter": max_iter,
-        "tol": tol,
-        "v_sq_norm": v_sq,
-        "penalty": penalty,
-        "algorithm": algorithm,
-    }
+    options = {**solver, "v_sq_norm": v_sq}
     best = _exact_neurons(s_full, n_full, alpha, omega, **options)
     for _ in range(restarts):
         start = torch.randn(alpha.shape, dtype=torch.float64, generator=generator)

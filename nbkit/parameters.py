@@ -99,8 +99,12 @@ def _location(loc: tuple[Any, ...]) -> str:
 def _requirement(error: Mapping[str, Any]) -> str:
     """Say in a few words what one pydantic error expected."""
     kind, ctx = error["type"], error.get("ctx", {})
-    bounds = {"greater_than_equal": (">=", "ge"), "less_than_equal": ("<=", "le"),
-              "greater_than": (">", "gt"), "less_than": ("<", "lt")}
+    bounds = {
+        "greater_than_equal": (">=", "ge"),
+        "less_than_equal": ("<=", "le"),
+        "greater_than": (">", "gt"),
+        "less_than": ("<", "lt"),
+    }
     if kind in bounds:
         op, key = bounds[kind]
         return f"must be {op} {ctx[key]}"
@@ -134,13 +138,15 @@ def _format_errors(exc: ValidationError, declared: list[str]) -> str:
         if error["type"] == "missing":
             lines.append(f"parameter {_location(loc)!r} is missing")
         elif error["type"] == "extra_forbidden":
-            lines.append(f"parameter {_location(loc)!r} is unknown "
-                         f"(declared: {', '.join(declared)})")
+            lines.append(
+                f"parameter {_location(loc)!r} is unknown (declared: {', '.join(declared)})"
+            )
         elif not loc:  # a model validator: its message is already in the collection's format
             lines.append(error["msg"].removeprefix("Value error, "))
         else:
-            lines.append(str(parameter_error(_location(loc), error.get("input"),
-                                             _requirement(error))))
+            lines.append(
+                str(parameter_error(_location(loc), error.get("input"), _requirement(error)))
+            )
     return "\n".join(lines)
 
 
@@ -183,11 +189,20 @@ class NotebookParameters(BaseModel):
     _max_draws: ClassVar[int] = 200
 
     seed: int = Field(0, ge=0, le=2**32 - 1, description="random seed")
-    device: str = Field("cpu", pattern=_DEVICE_PATTERN, json_schema_extra={"sample": ["cpu"]},
-                        description='"cpu", "cuda", "cuda:N" or "auto" (a GPU if there is one)')
+    device: str = Field(
+        "cpu",
+        pattern=_DEVICE_PATTERN,
+        json_schema_extra={"sample": ["cpu"]},
+        description='"cpu", "cuda", "cuda:N" or "auto" (a GPU if there is one)',
+    )
     dtype: Literal["float64", "float32"] = Field("float64", description="floating-point type")
-    threads: int = Field(1, ge=0, le=256, json_schema_extra={"sample": [0, 1, 2]},
-                         description="torch CPU threads (0 keeps the current setting)")
+    threads: int = Field(
+        1,
+        ge=0,
+        le=256,
+        json_schema_extra={"sample": [0, 1, 2]},
+        description="torch CPU threads (0 keeps the current setting)",
+    )
 
     @classmethod
     def check(cls, values: Mapping[str, Any]) -> NotebookParameters:
@@ -216,8 +231,12 @@ class NotebookParameters(BaseModel):
         missing = [name for name in names if name not in values]
         if missing:  # the defaults are the parameters cell's business, not the declaration's
             raise ValueError("\n".join(f"parameter {name!r} is missing" for name in missing))
-        data = {name: _parse_text(cls.model_fields[name].annotation, value)
-                if name in cls.model_fields else value for name, value in values.items()}
+        data = {
+            name: _parse_text(cls.model_fields[name].annotation, value)
+            if name in cls.model_fields
+            else value
+            for name, value in values.items()
+        }
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
@@ -225,8 +244,9 @@ class NotebookParameters(BaseModel):
             raise ValueError(message) from None
 
     @classmethod
-    def sample(cls, rng: np.random.Generator, defaults: Mapping[str, Any] | None = None,
-               **fixed: Any) -> dict[str, Any]:
+    def sample(
+        cls, rng: np.random.Generator, defaults: Mapping[str, Any] | None = None, **fixed: Any
+    ) -> dict[str, Any]:
         """Draw a random valid set of values (the rules are in the module's notes).
 
         Parameters
@@ -256,19 +276,23 @@ class NotebookParameters(BaseModel):
                 defaults.setdefault(name, info.default)
         lacking = [name for name in cls.model_fields if name not in defaults and name not in fixed]
         if lacking:
-            raise ValueError(f"{cls.__name__}.sample: no default for {', '.join(lacking)}; "
-                             f"pass defaults=")
+            raise ValueError(
+                f"{cls.__name__}.sample: no default for {', '.join(lacking)}; pass defaults="
+            )
         last = None
         for _ in range(cls._max_draws):
-            values = {name: fixed[name] if name in fixed else _draw(info, defaults[name], rng)
-                      for name, info in cls.model_fields.items()}
+            values = {
+                name: fixed[name] if name in fixed else _draw(info, defaults[name], rng)
+                for name, info in cls.model_fields.items()
+            }
             try:
                 cls.check(values)
                 return values
             except ValueError as exc:
                 last = exc
-        raise RuntimeError(f"{cls.__name__}.sample: no valid draw in {cls._max_draws} tries; "
-                           f"last error: {last}")
+        raise RuntimeError(
+            f"{cls.__name__}.sample: no valid draw in {cls._max_draws} tries; last error: {last}"
+        )
 
     @classmethod
     def describe(cls) -> list[tuple[str, str, str, str]]:
@@ -277,8 +301,14 @@ class NotebookParameters(BaseModel):
         for name, info in cls.model_fields.items():
             kind = info.annotation
             kind = kind.__name__ if isinstance(kind, type) else str(kind).replace("typing.", "")
-            rows.append((name, kind, "-" if info.is_required() else repr(info.default),
-                         info.description or ""))
+            rows.append(
+                (
+                    name,
+                    kind,
+                    "-" if info.is_required() else repr(info.default),
+                    info.description or "",
+                )
+            )
         return rows
 
 
@@ -323,4 +353,3 @@ def _draw(info: Any, default: Any, rng: np.random.Generator) -> Any:
         low = min(0.0, default) if low is None else low
         return float(rng.uniform(low, high))
     return default
-

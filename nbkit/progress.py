@@ -17,8 +17,13 @@ class _PlainProgress(tqdm):
     monitor_interval = 0
 
 
-def progress(iterable: Iterable[Any] | None = None, total: int | None = None,
-             desc: str | None = None, *, leave: bool = True) -> tqdm:
+def progress(
+    iterable: Iterable[Any] | None = None,
+    total: int | None = None,
+    desc: str | None = None,
+    *,
+    leave: bool = True,
+) -> tqdm:
     r"""Wrap an iterable in a plain-text progress bar that nbval can compare.
 
     The bar shows the description, the percentage, the bar and ``n/total``: no time, rate or
@@ -53,6 +58,16 @@ def progress(iterable: Iterable[Any] | None = None, total: int | None = None,
     else:
         bar_format = "{desc}{n_fmt} it"
         desc = f"{desc}: " if desc else desc
-    return _PlainProgress(iterable, total=total, desc=desc, leave=leave, file=sys.stdout,
-                          ascii=True, ncols=60, bar_format=bar_format, mininterval=30.0,
-                          dynamic_ncols=False, disable=False)
+    return _PlainProgress(
+        iterable,
+        total=total,
+        desc=desc,
+        leave=leave,
+        file=sys.stdout,
+        ascii=True,
+        ncols=60,
+        bar_format=bar_format,
+        mininterval=30.0,
+        dynamic_ncols=False,
+        disable=False,
+    )

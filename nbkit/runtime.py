@@ -56,15 +56,20 @@ def resolve_device(device: str | torch.device) -> torch.device:
         return torch.device("cpu")
     index = text.removeprefix("cuda:") if text.startswith("cuda:") else None
     if text != "cuda" and (index is None or not index.isdigit()):
-        raise ValueError(f"parameter 'device' = {device!r}: must be 'cpu', 'cuda', 'cuda:N' "
-                         f"or 'auto'")
+        raise ValueError(
+            f"parameter 'device' = {device!r}: must be 'cpu', 'cuda', 'cuda:N' or 'auto'"
+        )
     if not torch.cuda.is_available():
-        raise ValueError(f"parameter 'device' = {device!r}: no CUDA device is available on this "
-                         f"machine; use 'cpu' or 'auto'")
+        raise ValueError(
+            f"parameter 'device' = {device!r}: no CUDA device is available on this "
+            f"machine; use 'cpu' or 'auto'"
+        )
     count = torch.cuda.device_count()
     if index is not None and int(index) >= count:
-        raise ValueError(f"parameter 'device' = {device!r}: only {count} CUDA device(s) here "
-                         f"(cuda:0 to cuda:{count - 1})")
+        raise ValueError(
+            f"parameter 'device' = {device!r}: only {count} CUDA device(s) here "
+            f"(cuda:0 to cuda:{count - 1})"
+        )
     return torch.device(text)
 
 
@@ -102,8 +107,7 @@ def seed_everything(seed: int) -> int:
     int
         The seed.
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not (
-            0 <= seed < 2**32):
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not (0 <= seed < 2**32):
         raise ValueError(f"parameter 'seed' = {seed!r}: must be an integer in [0, 2**32 - 1]")
     random.seed(int(seed))
     np.random.seed(int(seed))
@@ -127,8 +131,9 @@ def disable_tf32() -> None:
     torch.backends.cudnn.allow_tf32 = False
 
 
-def tolerance(dtype: torch.dtype, float64: float | None = None,
-              float32: float | None = None) -> float:
+def tolerance(
+    dtype: torch.dtype, float64: float | None = None, float32: float | None = None
+) -> float:
     """Relative tolerance of a check at ``dtype``.
 
     Parameters
@@ -162,8 +167,10 @@ class Runtime:
 
     def describe(self) -> str:
         """A short line for the notebook (no thread count: it depends on the machine)."""
-        return f"device {self.device.type}, {str(self.dtype).removeprefix('torch.')}, " \
-               f"relative tolerance {self.tol:.0e}"
+        return (
+            f"device {self.device.type}, {str(self.dtype).removeprefix('torch.')}, "
+            f"relative tolerance {self.tol:.0e}"
+        )
 
 
 def configure(params, grad: bool = True) -> Runtime:

@@ -16,8 +16,9 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]],
-                 floatfmt: str = ".3g") -> str:
+def format_table(
+    headers: Sequence[str], rows: Iterable[Sequence[Any]], floatfmt: str = ".3g"
+) -> str:
     """Format a small table as aligned plain text.
 
     Parameters
@@ -51,12 +52,13 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]],
     rows = [list(row) for row in rows]
     for i, row in enumerate(rows):
         if len(row) != len(headers):
-            raise ValueError(f"row {i} has {len(row)} entries but there are {len(headers)} "
-                             f"headers")
-    numeric = [bool(rows) and all(_is_number(row[j]) for row in rows)
-               for j in range(len(headers))]
-    cells = [[format(v, floatfmt) if isinstance(v, float) else str(v) for v in row]
-             for row in rows]
-    return tabulate(cells, headers=[str(h) for h in headers], tablefmt="simple",
-                    disable_numparse=True,
-                    colalign=["right" if num else "left" for num in numeric])
+            raise ValueError(f"row {i} has {len(row)} entries but there are {len(headers)} headers")
+    numeric = [bool(rows) and all(_is_number(row[j]) for row in rows) for j in range(len(headers))]
+    cells = [[format(v, floatfmt) if isinstance(v, float) else str(v) for v in row] for row in rows]
+    return tabulate(
+        cells,
+        headers=[str(h) for h in headers],
+        tablefmt="simple",
+        disable_numparse=True,
+        colalign=["right" if num else "left" for num in numeric],
+    )

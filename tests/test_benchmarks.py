@@ -17,13 +17,16 @@ REPO = Path(__file__).resolve().parents[1]
 MB = 2**20
 
 
-@pytest.mark.parametrize("geometry", [
-    {},
-    {"s1": 2},
-    {"s2": 2, "p2": 0},
-    {"d1": 2, "p1": 2, "s2": 3},
-    {"k1": 5, "p1": 0, "k2": 1, "p2": 0},
-])
+@pytest.mark.parametrize(
+    "geometry",
+    [
+        {},
+        {"s1": 2},
+        {"s2": 2, "p2": 0},
+        {"d1": 2, "p1": 2, "s2": 3},
+        {"k1": 5, "p1": 0, "k2": 1, "p2": 0},
+    ],
+)
 def test_dims_follow_the_convolutions(geometry):
     cfg = problems.config(2, 3, 4, 5, 17, 12, bias=True, **geometry)
     d = problems.dims(cfg)
@@ -116,16 +119,29 @@ def test_verdicts():
 
 def _rec(section, kind, method, time_s, **extra):
     tc = targets.TARGET_CFG
-    return {"section": section, "kind": kind, "method": method, "n": tc["n"], "c0": tc["c"],
-            "c1": tc["c"], "c2": tc["c"], "h": tc["size"], "w": tc["size"], "status": "ok",
-            "time_s": time_s, **extra}
+    return {
+        "section": section,
+        "kind": kind,
+        "method": method,
+        "n": tc["n"],
+        "c0": tc["c"],
+        "c1": tc["c"],
+        "c2": tc["c"],
+        "h": tc["size"],
+        "w": tc["size"],
+        "status": "ok",
+        "time_s": time_s,
+        **extra,
+    }
 
 
 def test_targets_from_records():
     records = [
-        _rec("sweep", "tiny", "gromo", 4.0), _rec("sweep", "tiny", "convtools", 0.1),
+        _rec("sweep", "tiny", "gromo", 4.0),
+        _rec("sweep", "tiny", "convtools", 0.1),
         _rec("sweep", "tiny", "bare", 0.05),
-        _rec("sweep", "full", "seed", 0.2), _rec("sweep", "full", "convtools", 0.1),
+        _rec("sweep", "full", "seed", 0.2),
+        _rec("sweep", "full", "convtools", 0.1),
         _rec("activation", "relu", "tiny_closed_form", 0.5),
         _rec("activation", "relu", "fit_through_activation", 12.0),
     ]
@@ -143,7 +159,8 @@ def test_targets_from_records():
 
 @pytest.mark.parametrize("command", [["benchmarks/run.py"], ["-m", "benchmarks"]])
 def test_command_line_help(command):
-    res = subprocess.run([sys.executable, *command, "--help"], cwd=REPO, capture_output=True,
-                         text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, *command, "--help"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert res.returncode == 0, res.stderr
     assert "--quick" in res.stdout and "--sections" in res.stdout

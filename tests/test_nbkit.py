@@ -25,8 +25,7 @@ HAS_CUDA = torch.cuda.is_available()
 class Params(nbkit.NotebookParameters):
     """A declaration like a notebook's, with one field of each kind."""
 
-    height: int = Field(12, ge=4, le=256, description="image height",
-                        json_schema_extra=nbkit.SMALL)
+    height: int = Field(12, ge=4, le=256, description="image height", json_schema_extra=nbkit.SMALL)
     exact_tol: float = Field(1e-12, gt=0, le=1e-3, description="tolerance")
     bias1: bool = Field(False, description="conv1 has a bias")
     method: Literal["tiny", "full", "exact"] = Field("tiny", description="method")
@@ -39,8 +38,17 @@ class Params(nbkit.NotebookParameters):
         return self
 
 
-GOOD = dict(seed=0, device="cpu", dtype="float64", threads=1, height=12, exact_tol=1e-12,
-            bias1=False, method="tiny", k_values=[1, 2])
+GOOD = dict(
+    seed=0,
+    device="cpu",
+    dtype="float64",
+    threads=1,
+    height=12,
+    exact_tol=1e-12,
+    bias1=False,
+    method="tiny",
+    k_values=[1, 2],
+)
 
 
 @pytest.mark.parametrize("module", [nbkit.checks, nbkit.parameters, nbkit.runtime, nbkit.tables])
@@ -65,22 +73,28 @@ def test_check_accepts_good_values_and_namespaces():
     assert Params.check(dict(GOOD, k_values="[1, 2, 4]")).k_values == [1, 2, 4]
 
 
-@pytest.mark.parametrize("change, first_line", [
-    ({"height": -3}, "parameter 'height' = -3: must be >= 4"),
-    ({"height": 4.0}, "parameter 'height' = 4.0: must be an integer (int), not float"),
-    ({"height": True}, "parameter 'height' = True: must be an integer (int), not bool"),
-    ({"exact_tol": 1}, "parameter 'exact_tol' = 1: must be <= 0.001"),
-    ({"exact_tol": "1e-9"}, "parameter 'exact_tol' = '1e-9': must be a real number"),
-    ({"bias1": 1}, "parameter 'bias1' = 1: must be True or False (bool), not int"),
-    ({"method": "als"}, "parameter 'method' = 'als': must be one of 'tiny', 'full' or 'exact'"),
-    ({"k_values": [1, 2.5]}, "parameter 'k_values[1]' = 2.5: must be an integer"),
-    ({"k_values": []}, "parameter 'k_values' = []: must have at least 1 item"),
-    ({"device": "gpu"}, "parameter 'device' = 'gpu': must be 'cpu', 'cuda', 'cuda:N' or 'auto'"),
-    ({"dtype": "float16"}, "parameter 'dtype' = 'float16': must be one of"),
-    ({"seed": -1}, "parameter 'seed' = -1: must be >= 0"),
-    ({"height": 5, "k_values": [1, 2, 3]}, "parameter 'height' = 5: too small for k_values"),
-    ({"heigth": 12}, "parameter 'heigth' is unknown (declared: seed, device, dtype, threads,"),
-])
+@pytest.mark.parametrize(
+    "change, first_line",
+    [
+        ({"height": -3}, "parameter 'height' = -3: must be >= 4"),
+        ({"height": 4.0}, "parameter 'height' = 4.0: must be an integer (int), not float"),
+        ({"height": True}, "parameter 'height' = True: must be an integer (int), not bool"),
+        ({"exact_tol": 1}, "parameter 'exact_tol' = 1: must be <= 0.001"),
+        ({"exact_tol": "1e-9"}, "parameter 'exact_tol' = '1e-9': must be a real number"),
+        ({"bias1": 1}, "parameter 'bias1' = 1: must be True or False (bool), not int"),
+        ({"method": "als"}, "parameter 'method' = 'als': must be one of 'tiny', 'full' or 'exact'"),
+        ({"k_values": [1, 2.5]}, "parameter 'k_values[1]' = 2.5: must be an integer"),
+        ({"k_values": []}, "parameter 'k_values' = []: must have at least 1 item"),
+        (
+            {"device": "gpu"},
+            "parameter 'device' = 'gpu': must be 'cpu', 'cuda', 'cuda:N' or 'auto'",
+        ),
+        ({"dtype": "float16"}, "parameter 'dtype' = 'float16': must be one of"),
+        ({"seed": -1}, "parameter 'seed' = -1: must be >= 0"),
+        ({"height": 5, "k_values": [1, 2, 3]}, "parameter 'height' = 5: too small for k_values"),
+        ({"heigth": 12}, "parameter 'heigth' is unknown (declared: seed, device, dtype, threads,"),
+    ],
+)
 def test_check_errors_name_the_parameter(change, first_line):
     with pytest.raises(ValueError) as info:
         Params.check(dict(GOOD, **change))
@@ -88,8 +102,10 @@ def test_check_errors_name_the_parameter(change, first_line):
 
 
 def test_check_refuses_missing_names_also_in_a_namespace():
-    for values in ({k: v for k, v in GOOD.items() if k != "height"},
-                   {"__name__": "__main__", **{k: v for k, v in GOOD.items() if k != "height"}}):
+    for values in (
+        {k: v for k, v in GOOD.items() if k != "height"},
+        {"__name__": "__main__", **{k: v for k, v in GOOD.items() if k != "height"}},
+    ):
         with pytest.raises(ValueError, match=r"^parameter 'height' is missing"):
             Params.check(values)
 
@@ -196,12 +212,15 @@ def test_progress_final_line_is_plain_and_fixed(monkeypatch):
 
 
 def test_format_table():
-    text = nbkit.format_table(["case", "err", "ok"],
-                              [["a", 0.123456, True], ["long name", 2, False]])
-    assert text.split("\n") == ["case         err  ok",
-                                "---------  -----  -----",
-                                "a          0.123  True",
-                                "long name      2  False"]
+    text = nbkit.format_table(
+        ["case", "err", "ok"], [["a", 0.123456, True], ["long name", 2, False]]
+    )
+    assert text.split("\n") == [
+        "case         err  ok",
+        "---------  -----  -----",
+        "a          0.123  True",
+        "long name      2  False",
+    ]
     assert nbkit.format_table(["v"], [["1e-3"]]).split("\n")[2] == "1e-3"  # strings kept
     with pytest.raises(ValueError, match=r"^row 1 has 1 entries but there are 2 headers"):
         nbkit.format_table(["a", "b"], [[1, 2], [3]])

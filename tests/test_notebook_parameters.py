@@ -48,16 +48,27 @@ def declaration(nb):
     Only the imports and the class definitions of the setup cell are run (IPython magics and
     everything else are left out).
     """
-    lines = [line for line in tagged_cell(nb, "setup").splitlines()
-             if not line.lstrip().startswith(("%", "!"))]
+    lines = [
+        line
+        for line in tagged_cell(nb, "setup").splitlines()
+        if not line.lstrip().startswith(("%", "!"))
+    ]
     tree = ast.parse("\n".join(lines))
-    keep = [node for node in tree.body
-            if isinstance(node, (ast.Import, ast.ImportFrom, ast.ClassDef, ast.FunctionDef))
-            or (isinstance(node, ast.Assign) and isinstance(node.value, ast.Subscript))]
+    keep = [
+        node
+        for node in tree.body
+        if isinstance(node, (ast.Import, ast.ImportFrom, ast.ClassDef, ast.FunctionDef))
+        or (isinstance(node, ast.Assign) and isinstance(node.value, ast.Subscript))
+    ]
     namespace = {}
     exec(compile(ast.Module(body=keep, type_ignores=[]), "<setup>", "exec"), namespace)
-    models = [v for v in namespace.values() if isinstance(v, type)
-              and issubclass(v, nbkit.NotebookParameters) and v is not nbkit.NotebookParameters]
+    models = [
+        v
+        for v in namespace.values()
+        if isinstance(v, type)
+        and issubclass(v, nbkit.NotebookParameters)
+        and v is not nbkit.NotebookParameters
+    ]
     assert len(models) == 1, f"expected one NotebookParameters subclass, found {models}"
     return models[0]
 
@@ -67,8 +78,9 @@ def test_declaration_matches_parameters_cell(path):
     nb = nbformat.read(path, as_version=4)
     defaults = parameters_cell(nb)
     model = declaration(nb)
-    assert list(defaults) == list(model.model_fields) or set(defaults) == set(
-        model.model_fields), (sorted(set(defaults) ^ set(model.model_fields)))
+    assert list(defaults) == list(model.model_fields) or set(defaults) == set(model.model_fields), (
+        sorted(set(defaults) ^ set(model.model_fields))
+    )
     model.check(defaults)  # the defaults themselves are valid
 
 
@@ -84,8 +96,13 @@ def test_notebook_runs_with_random_parameters(path, tmp_path):
         values = model.sample(rng, defaults=defaults, device="cpu")
         try:
             papermill.execute_notebook(
-                str(path), str(tmp_path / f"{path.stem}_{draw}.ipynb"), parameters=values,
-                cwd=str(path.parent), kernel_name="python3", progress_bar=False,
-                log_output=False)
+                str(path),
+                str(tmp_path / f"{path.stem}_{draw}.ipynb"),
+                parameters=values,
+                cwd=str(path.parent),
+                kernel_name="python3",
+                progress_bar=False,
+                log_output=False,
+            )
         except Exception as err:  # papermill's error names the cell; add the values
             raise AssertionError(f"{path.name} failed with {values}:\n{err}") from None

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import convtools as ct
-from convtools import activation as act
+from convtools import penalty
 from convtools.layouts import objective, theta_of_factors
 
 
@@ -22,20 +22,31 @@ def _statistics(seed=0, n=8):
 def _regularized(alpha, omega, s_full, n_full, v_sq, lam):
     theta = theta_of_factors(alpha, omega, 9)
     return float(objective(theta, s_full, n_full, v_sq)) + lam * float(
-        alpha.square().sum() + omega.square().sum())
+        alpha.square().sum() + omega.square().sum()
+    )
 
 
-@pytest.mark.parametrize("algorithm", ["gauss_newton", "variable_projection",
-                                       "alternating_least_squares"])
+@pytest.mark.parametrize(
+    "algorithm", ["gauss_newton", "variable_projection", "alternating_least_squares"]
+)
 @pytest.mark.parametrize("rho", [0.01, 0.1, 0.5])
 def test_regularized_solver_decreases_its_objective_monotonically(algorithm, rho):
     s_full, n_full, v_sq, alpha0, omega0 = _statistics()
-    lam = rho * act.penalty_max(n_full, 9)
-    alpha, omega, history = ct.exact_neurons(s_full, n_full, alpha0, omega0, max_iter=30,
-                                             v_sq_norm=v_sq, penalty=lam, algorithm=algorithm)
+    lam = rho * penalty.penalty_max(n_full, 9)
+    alpha, omega, history = ct.exact_neurons(
+        s_full,
+        n_full,
+        alpha0,
+        omega0,
+        max_iter=30,
+        v_sq_norm=v_sq,
+        penalty=lam,
+        algorithm=algorithm,
+    )
     assert all(b <= a * (1 + 1e-12) for a, b in zip(history, history[1:]))
-    assert history[0] == pytest.approx(_regularized(alpha0, omega0, s_full, n_full, v_sq, lam),
-                                       rel=1e-9)
+    assert history[0] == pytest.approx(
+        _regularized(alpha0, omega0, s_full, n_full, v_sq, lam), rel=1e-9
+    )
     assert _regularized(alpha, omega, s_full, n_full, v_sq, lam) <= history[0] * (1 + 1e-12)
 
 
@@ -48,16 +59,14 @@ def test_regularized_solver_tends_to_exact_as_lambda_vanishes(algorithm):
     a0, o0, _ = ct.exact_neurons(s_full, n_full, alpha0, omega0, **options)
     theta0 = theta_of_factors(a0, o0, 9)
     exact_value = float(objective(theta0, s_full, n_full, v_sq))
-    lam_max = act.penalty_max(n_full, 9)
+    lam_max = penalty.penalty_max(n_full, 9)
     gaps, distances, nuclear = [], [], []
     for rho in (1e-1, 1e-3, 1e-6):
-        a, o, _ = ct.exact_neurons(s_full, n_full, alpha0, omega0, penalty=rho * lam_max,
-                                   **options)
+        a, o, _ = ct.exact_neurons(s_full, n_full, alpha0, omega0, penalty=rho * lam_max, **options)
         theta = theta_of_factors(a, o, 9)
         gaps.append(abs(float(objective(theta, s_full, n_full, v_sq)) - exact_value) / v_sq)
         distances.append(float((theta - theta0).norm() / theta0.norm()))
-        nuclear.append(float(torch.linalg.matrix_norm(ct.layouts.theta_to_tiny(theta),
-                                                      ord="nuc")))
+        nuclear.append(float(torch.linalg.matrix_norm(ct.layouts.theta_to_tiny(theta), ord="nuc")))
     assert gaps[-1] < 1e-4 and distances[-1] < 1e-2
     assert gaps[-1] <= gaps[0] and distances[-1] <= distances[0]
     # a larger λ gives a smaller nuclear norm of Θ
@@ -66,13 +75,15 @@ def test_regularized_solver_tends_to_exact_as_lambda_vanishes(algorithm):
 
 def test_penalty_max_is_the_threshold_of_the_zero_solution():
     s_full, n_full, v_sq, alpha0, omega0 = _statistics()
-    lam_max = act.penalty_max(n_full, 9)
+    lam_max = penalty.penalty_max(n_full, 9)
     n_tiny = ct.layouts.n_full_to_tiny(n_full, 9)
     assert lam_max == pytest.approx(float(torch.linalg.svdvals(n_tiny)[0]))
-    above = ct.exact_neurons(s_full, n_full, alpha0, omega0, max_iter=100,
-                             v_sq_norm=v_sq, penalty=1.05 * lam_max)
-    below = ct.exact_neurons(s_full, n_full, alpha0, omega0, max_iter=100,
-                             v_sq_norm=v_sq, penalty=0.5 * lam_max)
+    above = ct.exact_neurons(
+        s_full, n_full, alpha0, omega0, max_iter=100, v_sq_norm=v_sq, penalty=1.05 * lam_max
+    )
+    below = ct.exact_neurons(
+        s_full, n_full, alpha0, omega0, max_iter=100, v_sq_norm=v_sq, penalty=0.5 * lam_max
+    )
     norm = float(theta_of_factors(alpha0, omega0, 9).norm())
     assert float(theta_of_factors(above[0], above[1], 9).norm()) < 1e-3 * norm
     assert float(theta_of_factors(below[0], below[1], 9).norm()) > 1e-2 * norm
@@ -81,8 +92,18 @@ def test_penalty_max_is_the_threshold_of_the_zero_solution():
 def test_select_penalty_scores_on_held_out_statistics():
     s_tr, n_tr, v_tr, alpha0, omega0 = _statistics(seed=0)
     s_val, n_val, v_val, _, _ = _statistics(seed=0)
-    lam, table = act.select_penalty(s_tr, n_tr, s_val, n_val, v_val, alpha0, omega0,
-                                    fractions=(0.0, 0.1, 0.5), max_iter=30, v_train_sq=v_tr)
+    lam, table = penalty.select_penalty(
+        s_tr,
+        n_tr,
+        s_val,
+        n_val,
+        v_val,
+        alpha0,
+        omega0,
+        fractions=(0.0, 0.1, 0.5),
+        max_iter=30,
+        v_train_sq=v_tr,
+    )
     assert [row["fraction"] for row in table] == [0.0, 0.1, 0.5]
     best = min(table, key=lambda row: row["val"])
     assert lam == best["penalty"]
@@ -90,6 +111,6 @@ def test_select_penalty_scores_on_held_out_statistics():
     # the same images as "held-out": the unpenalized fit scores best or equal
     assert table[0]["val"] <= min(row["val"] for row in table) + 1e-9
     with pytest.raises(ValueError, match="fractions"):
-        act.select_penalty(s_tr, n_tr, s_val, n_val, v_val, alpha0, omega0, fractions=(1.5,))
+        penalty.select_penalty(s_tr, n_tr, s_val, n_val, v_val, alpha0, omega0, fractions=(1.5,))
     with pytest.raises(ValueError, match="s_val"):
-        act.select_penalty(s_tr, n_tr, s_val[1:], n_val, v_val, alpha0, omega0)
+        penalty.select_penalty(s_tr, n_tr, s_val[1:], n_val, v_val, alpha0, omega0)
