@@ -48,8 +48,6 @@ __all__ = [
 ACTIVATION_ITER = 40
 """Default number of L-BFGS iterations of :func:`fit_through_activation`."""
 
-"""Default path of ρ = λ / λ_max searched by :func:`select_penalty`."""
-
 
 # --------------------------------------------------------------------------- helpers
 

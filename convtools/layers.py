@@ -268,7 +268,9 @@ def fit_neurons(
         None (the default): the linear fit above. Given: the method's neurons are the start
         of a fit of ``conv2_ω(σ(conv1_α(x))) ≈ v_goal`` by L-BFGS over passes of x
         (:func:`convtools.activation.fit_through_activation`; per iteration one forward and
-        backward pass of the two new k-channel convolutions over x)
+        backward pass of the two new k-channel convolutions over x); the collection's
+        recommendation for ReLU networks, with the default ``method="tiny"`` (chapters 07
+        and 08 measure it on held-out images)
     activation_iter : int
         at most this many L-BFGS iterations of the fit through the activation
 
