@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from benchmarks.memory import KernelPeakMemory
-from benchmarks.problems import make_problem, torch_dtype
+from benchmarks.problems import make_convs, make_problem, torch_dtype
 from benchmarks.timing import TimingPlan, time_interleaved, time_single
 
 __all__ = ["ACTIVATION_ROUTES", "digits_28", "job_activation", "job_exact"]
@@ -32,24 +32,8 @@ def _teacher_goal(
 
     g = torch.Generator().manual_seed(seed)
     dt = x.dtype
-    t1 = torch.nn.Conv2d(
-        cfg["c0"],
-        channels,
-        cfg["k1"],
-        padding=cfg["p1"],
-        stride=cfg["s1"],
-        dilation=cfg["d1"],
-        bias=cfg["bias"],
-    ).to(dt)
-    t2 = torch.nn.Conv2d(
-        channels,
-        cfg["c2"],
-        cfg["k2"],
-        padding=cfg["p2"],
-        stride=cfg["s2"],
-        dilation=cfg["d2"],
-        bias=False,
-    ).to(dt)
+    # the problem's own geometry with ``channels`` intermediate channels (same dtype as x)
+    t1, t2 = make_convs({**cfg, "c1": channels})
     with torch.no_grad():
         h = t1(x)
         v = t2(h if activation is None else activation(h))
